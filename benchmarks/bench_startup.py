@@ -1,0 +1,44 @@
+"""No-train grading of one submission against a bare `import torch`, side by side.
+
+    python benchmarks/bench_startup.py [--runs 5] [SUBMISSION]
+
+Runs both commands alternately (so machine noise hits both alike) and prints the medians and
+their ratio. Goal (issue 2): `grade.py SUB --no-train` at most 1.5x `python -c "import torch"`.
+"""
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(cmd):
+    t = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("submission", nargs="?", default=str(ROOT / "tests" / "corpus" / "correct_textbook.py"))
+    p.add_argument("--runs", type=int, default=5)
+    a = p.parse_args()
+    bare = [sys.executable, "-c", "import torch"]
+    grade = [sys.executable, str(ROOT / "grade.py"), a.submission, "--no-train"]
+    timed(bare)  # warm the page cache for both
+    timed(grade)
+    tb, tg = [], []
+    for _ in range(a.runs):
+        tb.append(timed(bare))
+        tg.append(timed(grade))
+    mb, mg = statistics.median(tb), statistics.median(tg)
+    print(f"bare import torch      median {mb:.2f} s  ({', '.join(f'{t:.2f}' for t in tb)})")
+    print(f"grade.py --no-train    median {mg:.2f} s  ({', '.join(f'{t:.2f}' for t in tg)})")
+    print(f"ratio grade / import   {mg / mb:.2f}x   (goal <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()

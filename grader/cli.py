@@ -1,0 +1,138 @@
+"""Command line: `main(argv) -> int` (parent process).
+
+Bad input from the user (path, flag, rubric) is one line on stderr and exit 2; a broken
+submission is a graded zero, never a traceback; a grader bug is exit 3, with the traceback
+only under --debug. torch is imported only once the arguments are known to be usable, and
+the sandbox zygote is forked right after it, before anything else runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from grader.results import ExitStatus
+
+PROG = "bn-grade"
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _parser():
+    p = _Parser(prog=PROG, description="Grade a BatchNorm2d homework submission against the course's reference.")
+    p.add_argument("submission", help="the student's .py file defining BatchNorm2d")
+    p.add_argument("--rubric", help="rubric YAML (default: rubrics/batchnorm.yaml)")
+    p.add_argument("--no-train", action="store_true", help="skip the CIFAR-10 training stage")
+    p.add_argument("--json", metavar="PATH", help="write Gradescope-format results.json here")
+    p.add_argument("--out", metavar="DIR", help="write OUT/results.json")
+    p.add_argument("--fail-under", metavar="SCORE",
+                   help="exit 1 when the score is below SCORE points, or below a percentage such as 80%%")
+    p.add_argument("--lang", choices=("en", "zh"), help="language of titles and hints (default: the rubric's)")
+    p.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of grader errors")
+    return p
+
+
+def _threshold(text, max_score):
+    percent = text.endswith("%")
+    try:
+        value = float(text[:-1] if percent else text)
+    except ValueError:
+        raise UsageError(f"--fail-under: '{text}' is not a number or a percentage") from None
+    return value * max_score / 100.0 if percent else value
+
+
+def _check_submission(path: Path):
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; give the .py file that defines BatchNorm2d")
+    if path.suffix != ".py":
+        raise UsageError(f"{path}: not a .py file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _check_writable(path: Path, flag):
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise UsageError(f"{flag} {path}: folder is not writable")
+
+
+def run(args) -> int:
+    sub = Path(args.submission)
+    _check_submission(sub)
+    if args.fail_under is not None:
+        _threshold(args.fail_under, 100.0)  # validate before the expensive part
+    if args.json:
+        _check_writable(Path(args.json), "--json")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
+
+    # torch, then the zygote at once: see grader/sandbox/zygote.py
+    from grader.sandbox import zygote
+    zyg = zygote.shared()
+
+    from grader import rubric as rubric_mod
+    from grader.checks.battery import CHECKS
+    from grader.grading import grade_file
+    from grader.output import gradescope, terminal
+
+    try:
+        rubric = rubric_mod.load(args.rubric, known_checks=CHECKS)
+    except rubric_mod.RubricError as e:
+        raise UsageError(str(e)) from None
+    lang = args.lang or rubric.language
+
+    result = grade_file(sub, rubric, zyg)
+    print(terminal.render(result, lang, colour=False if args.no_color else None))
+    if not args.no_train:
+        print("Training stage: not part of this version (use --no-train to silence this line).")
+    outputs = []
+    if args.json:
+        outputs.append(Path(args.json))
+    if args.out:
+        outputs.append(Path(args.out) / "results.json")
+    for p in outputs:
+        try:
+            gradescope.write_json(result, p, lang)
+        except OSError as e:
+            raise UsageError(f"{p}: cannot write: {e.strerror}") from None
+        print(f"Results: {p}")
+    if args.fail_under is not None and result.score < _threshold(args.fail_under, result.max_score) - 1e-9:
+        print(f"Score {result.score:g} is below --fail-under {args.fail_under}", file=sys.stderr)
+        return ExitStatus.BELOW_THRESHOLD
+    return ExitStatus.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        return int(run(_parser().parse_args(argv)))
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return int(ExitStatus.USAGE)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        print(f"{PROG}: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return int(ExitStatus.INTERNAL)

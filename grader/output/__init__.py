@@ -1,0 +1,1 @@
+"""Renderers of a GradeResult (parent process): terminal.py, gradescope.py. They only read results."""

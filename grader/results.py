@@ -1,0 +1,100 @@
+"""Result types: the data every stage passes along (parent process only).
+
+checks/ produce CheckOutcome, scoring.py turns them into ScoredCheck and a GradeResult,
+output/ renders a GradeResult. Nothing here imports torch, so the writers stay light.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0  # grading completed, whatever the score
+    BELOW_THRESHOLD = 1  # --fail-under not met
+    USAGE = 2  # bad path, flag or rubric
+    INTERNAL = 3  # a grader bug; the traceback is shown with --debug
+
+
+class RunStatus(str, enum.Enum):
+    GRADED = "graded"
+    ERROR = "error"  # the submission could not be loaded or crashed the child
+    TIMEOUT = "timeout"
+
+
+@dataclass
+class Metrics:
+    max_abs: float
+    max_rel: float
+    worst_channel: int | None
+    atol: float
+    rtol: float
+    mismatched: int = 0
+    total: int = 0
+
+
+@dataclass
+class Diagnosis:
+    code: str
+    title: dict  # {"en": ..., "zh": ...}
+    hint: dict
+
+
+@dataclass
+class CheckOutcome:
+    check_id: str
+    passed: bool | None  # None: the check was not run (reason in skipped)
+    message: str = ""
+    expected: str = ""
+    got: str = ""
+    metrics: Metrics | None = None
+    diagnosis: Diagnosis | None = None
+    notes: list = field(default_factory=list)
+    skipped: str = ""
+    # a built-in normalisation was seen while this check ran
+    builtin_ops: list = field(default_factory=list)
+
+
+@dataclass
+class ScoredCheck:
+    outcome: CheckOutcome
+    title: dict
+    score: float
+    max_score: float
+    visibility: str  # visible | hidden
+    advisory: bool
+    zeroed: str = ""  # why a passing check scored nothing (built-in normalisation)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.outcome.passed) and not self.zeroed
+
+
+@dataclass
+class RunFacts:
+    seed: int
+    torch_version: str
+    device: str
+    rubric_path: str
+    rubric_hash: str
+    grader_version: str
+    python: str
+
+
+@dataclass
+class GradeResult:
+    submission: str
+    submission_hash: str
+    status: RunStatus
+    reason: str
+    checks: list  # [ScoredCheck]
+    score: float
+    max_score: float
+    facts: RunFacts
+    seconds: float
+    student_output: str = ""
+    not_run: list = field(default_factory=list)  # [(what, why)]
+    flags: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

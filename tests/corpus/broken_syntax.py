@@ -1,0 +1,24 @@
+# corpus: syntax error (missing colon and unbalanced parenthesis in forward)
+# expect: error
+import torch
+from torch import nn
+
+
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, num_dims, momentum=0.9, eps=1e-5):
+        super().__init__()
+        if num_dims == 2:
+            shape = (1, num_features)
+        else:
+            shape = (1, num_features, 1, 1)
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        self.moving_mean = torch.zeros(shape)
+        self.moving_var = torch.ones(shape)
+        self.momentum = momentum
+        self.eps = eps
+
+    def forward(self, X)
+        mean = X.mean(dim=(0, 2, 3), keepdim=True
+        var = ((X - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+        return self.gamma * (X - mean) / torch.sqrt(var + self.eps) + self.beta

@@ -1,0 +1,36 @@
+# corpus: normalises with the biased variance but keeps an unbiased running variance, like torch.nn (var * n/(n-1))
+# expect: full
+# notes: advice.buffers=not_buffers
+import torch
+from torch import nn
+
+
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, num_dims, momentum=0.9, eps=1e-5):
+        super().__init__()
+        if num_dims == 2:
+            shape = (1, num_features)
+        else:
+            shape = (1, num_features, 1, 1)
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        self.moving_mean = torch.zeros(shape)
+        self.moving_var = torch.ones(shape)
+        self.momentum = momentum
+        self.eps = eps
+
+    def forward(self, X):
+        if not torch.is_grad_enabled() or not self.training:
+            X_hat = (X - self.moving_mean) / torch.sqrt(self.moving_var + self.eps)
+        else:
+            dims = [0] if X.dim() == 2 else [0, 2, 3]
+            n = X.numel() // X.shape[1]   # elements per channel
+            mean = X.mean(dim=dims, keepdim=True)
+            var = X.var(dim=dims, unbiased=False, keepdim=True)
+            X_hat = (X - mean) / torch.sqrt(var + self.eps)
+            with torch.no_grad():
+                # 和 PyTorch 一样，滑动方差使用无偏估计
+                unbiased_var = var * n / (n - 1)
+                self.moving_mean = self.momentum * self.moving_mean + (1 - self.momentum) * mean
+                self.moving_var = self.momentum * self.moving_var + (1 - self.momentum) * unbiased_var
+        return self.gamma * X_hat + self.beta

@@ -1,0 +1,32 @@
+# corpus: always normalises with the batch statistics, even in eval mode
+# mistake: batch_stats_in_eval
+# expect: fail eval.forward=batch_stats_in_eval
+# notes: advice.buffers=not_buffers
+import torch
+from torch import nn
+
+
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, num_dims, momentum=0.9, eps=1e-5):
+        super().__init__()
+        if num_dims == 2:
+            shape = (1, num_features)
+        else:
+            shape = (1, num_features, 1, 1)
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        self.moving_mean = torch.zeros(shape)
+        self.moving_var = torch.ones(shape)
+        self.momentum = momentum
+        self.eps = eps
+
+    def forward(self, X):
+        dims = (0,) if X.dim() == 2 else (0, 2, 3)
+        mean = X.mean(dim=dims, keepdim=True)
+        var = ((X - mean) ** 2).mean(dim=dims, keepdim=True)
+        if self.training and torch.is_grad_enabled():
+            with torch.no_grad():
+                self.moving_mean = self.momentum * self.moving_mean + (1 - self.momentum) * mean
+                self.moving_var = self.momentum * self.moving_var + (1 - self.momentum) * var
+        X_hat = (X - mean) / torch.sqrt(var + self.eps)
+        return self.gamma * X_hat + self.beta

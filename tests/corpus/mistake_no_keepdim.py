@@ -1,0 +1,37 @@
+# corpus: forgets keepdim=True in the 4-D branch, so the (C,) stats broadcast along W
+# mistake: no_keepdim
+# expect: fail forward.train.4d=no_keepdim hyperparams.eps=no_keepdim running_stats=no_keepdim hyperparams.momentum=no_keepdim eval.frozen=no_keepdim gradients=no_keepdim hygiene.input_unchanged=no_keepdim hygiene.stats_detached=no_keepdim
+# notes: advice.stable_variance=no_keepdim advice.buffers=not_buffers
+import torch
+from torch import nn
+
+
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, num_dims, momentum=0.9, eps=1e-5):
+        super().__init__()
+        if num_dims == 2:
+            shape = (1, num_features)
+        else:
+            shape = (1, num_features, 1, 1)
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        self.moving_mean = torch.zeros(shape)
+        self.moving_var = torch.ones(shape)
+        self.momentum = momentum
+        self.eps = eps
+
+    def forward(self, X):
+        if not torch.is_grad_enabled() or not self.training:
+            X_hat = (X - self.moving_mean) / torch.sqrt(self.moving_var + self.eps)
+        else:
+            if X.dim() == 2:
+                mean = X.mean(dim=0)
+                var = X.var(dim=0, unbiased=False)
+            else:
+                mean = X.mean(dim=(0, 2, 3))
+                var = X.var(dim=(0, 2, 3), unbiased=False)
+            X_hat = (X - mean) / torch.sqrt(var + self.eps)
+            with torch.no_grad():
+                self.moving_mean = self.momentum * self.moving_mean + (1 - self.momentum) * mean.reshape(self.moving_mean.shape)
+                self.moving_var = self.momentum * self.moving_var + (1 - self.momentum) * var.reshape(self.moving_var.shape)
+        return self.gamma * X_hat + self.beta

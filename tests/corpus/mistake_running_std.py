@@ -1,0 +1,34 @@
+# corpus: running variance updated with the batch standard deviation instead of the variance
+# mistake: std_in_running_var
+# expect: fail running_stats=std_in_running_var hyperparams.momentum=std_in_running_var
+# notes: advice.buffers=not_buffers
+import torch
+from torch import nn
+
+
+class BatchNorm2d(nn.Module):
+    def __init__(self, num_features, num_dims, momentum=0.9, eps=1e-5):
+        super().__init__()
+        if num_dims == 2:
+            shape = (1, num_features)
+        else:
+            shape = (1, num_features, 1, 1)
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        self.moving_mean = torch.zeros(shape)
+        self.moving_var = torch.ones(shape)
+        self.momentum = momentum
+        self.eps = eps
+
+    def forward(self, X):
+        if not torch.is_grad_enabled() or not self.training:
+            X_hat = (X - self.moving_mean) / torch.sqrt(self.moving_var + self.eps)
+        else:
+            dims = (0,) if X.dim() == 2 else (0, 2, 3)
+            mean = X.mean(dim=dims, keepdim=True)
+            std = X.std(dim=dims, unbiased=False, keepdim=True)
+            X_hat = (X - mean) / torch.sqrt(std ** 2 + self.eps)
+            with torch.no_grad():
+                self.moving_mean = self.momentum * self.moving_mean + (1 - self.momentum) * mean
+                self.moving_var = self.momentum * self.moving_var + (1 - self.momentum) * std
+        return self.gamma * X_hat + self.beta

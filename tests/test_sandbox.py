@@ -1,0 +1,107 @@
+"""The trust boundary: student code runs only in the forked worker, which cannot reach the
+grader, sees a scratch folder and a clean environment, and is gone when its time is up."""
+import io
+import os
+import pickle
+
+import pytest
+import torch
+
+from conftest import TEMPLATE_OK, ZYGOTE, write
+from grader.sandbox import wire
+from grader.sandbox.zygote import SandboxError
+
+
+def _alive(pid):
+    # a killed process may linger as a zombie until init reaps it: that is not alive
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _template(extra):
+    return TEMPLATE_OK.replace("{extra}", extra)
+
+
+def test_submission_cannot_import_the_grader_or_reference(tmp_path, grade):
+    sub = write(tmp_path, "peek.py", _template(
+        "import importlib\n"
+        "        for m in ('reference.batchnorm', 'grader', 'grader.checks.battery'):\n"
+        "            try:\n"
+        "                importlib.import_module(m); print('IMPORTED', m)\n"
+        "            except ImportError as e:\n"
+        "                print('BLOCKED', m)\n"
+        "        import sys; print('MODULES', sorted(k for k in sys.modules if k.startswith(('grader', 'reference'))))"))
+    r = grade(sub)
+    assert "IMPORTED" not in r.student_output
+    assert "BLOCKED reference.batchnorm" in r.student_output and "MODULES []" in r.student_output
+    assert r.score == r.max_score  # the attempt is harmless; the module itself is correct
+
+
+def test_borrowed_class_is_refused(tmp_path, grade):
+    sub = write(tmp_path, "borrow.py", "import torch\nBatchNorm2d = torch.nn.Identity\n")
+    r = grade(sub)
+    assert r.status.value == "error" and "must be defined in" in r.reason and r.score == 0
+
+
+def test_worker_runs_in_a_scratch_copy_with_a_clean_environment(tmp_path, grade, monkeypatch):
+    monkeypatch.setenv("BN_GRADER_SECRET", "hunter2")
+    sub = write(tmp_path, "env.py", _template(
+        "import os; print('CWD', os.getcwd()); print('ENV', sorted(os.environ)); print('FILES', os.listdir('.'))"))
+    r = grade(sub)
+    assert "hunter2" not in r.student_output and "BN_GRADER_SECRET" not in r.student_output
+    cwd = r.student_output.split("CWD ", 1)[1].split()[0]
+    assert cwd != str(tmp_path) and "bn-grade-" in cwd
+    assert "FILES ['env.py']" in r.student_output
+    assert not os.path.exists(cwd)  # removed after grading
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path, quick_rubric):
+    pidfile = tmp_path / "pids"
+    sub = write(tmp_path, "spawner.py", _template(
+        "import subprocess, time\n"
+        f"        p = subprocess.Popen(['sleep', '300']); open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "        time.sleep(300)"))
+    s = ZYGOTE.spawn(str(sub), quick_rubric.limits)
+    s.request({"op": "build", "handle": "a", "args": [3, 4]})
+    with pytest.raises(SandboxError) as e:
+        s.request({"op": "forward", "handle": "a", "x": torch.randn(2, 3, 2, 2), "mode": "train", "grad": True})
+    assert e.value.kind == "timeout"
+    s.close(1000)
+    grandchild = int(pidfile.read_text())
+    for pid in (s.pid, grandchild):
+        assert not _alive(pid), pid
+
+
+def test_hang_in_forward_is_a_failed_check_not_a_stuck_grader(tmp_path, grade):
+    sub = write(tmp_path, "slow_eval.py", _template(
+        "import time\n        if not self.training:\n            time.sleep(60)"))
+    r = grade(sub)
+    failed = {s.outcome.check_id for s in r.checks if not s.passed and not s.advisory}
+    assert "eval.forward" in failed and "forward.train.4d" not in failed
+    assert any("took longer than" in s.outcome.message for s in r.checks)
+    assert r.seconds < 25
+
+
+def test_wire_refuses_arbitrary_pickles():
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+    buf = io.BytesIO()
+    torch.save({"y": Evil()}, buf)
+    with pytest.raises(pickle.UnpicklingError):
+        wire.decode(buf.getvalue())
+    ok = wire.decode(wire.encode({"y": torch.ones(2), "n": [1, "a", None]})[wire.HEADER.size:])
+    assert torch.equal(ok["y"], torch.ones(2)) and ok["n"] == [1, "a", None]
+
+
+def test_exit_during_forward_fails_checks_and_keeps_grading(tmp_path, grade):
+    sub = write(tmp_path, "quitter.py", _template(
+        "import os\n        if X.dim() == 2:\n            os._exit(7)"))
+    r = grade(sub)
+    failed = {s.outcome.check_id: s.outcome.message for s in r.checks if not s.passed and not s.advisory}
+    assert "forward.train.2d" in failed and "exit status 7" in failed["forward.train.2d"]
+    assert "forward.train.4d" not in failed and r.status.value == "graded"
