@@ -87,6 +87,14 @@ class Context:
         resp = self.call({"op": "build", "handle": handle, "args": [C, num_dims], "kwargs": kwargs}, f"building {args}")
         return handle, resp["structure"]
 
+    def affine_module(self, gen, C, num_dims, device=None, **kwargs):
+        """A fresh module with seeded gamma and beta: (handle, gamma, beta), template-shaped."""
+        gamma, beta = I.make_affine(gen, C)
+        g, b = I.shaped(gamma, num_dims), I.shaped(beta, num_dims)
+        handle, _ = self.build(C, num_dims, **kwargs)
+        self.set(handle, device=device, gamma=g, beta=b)
+        return handle, g, b
+
     def set(self, handle, dtype=None, device=None, **values):
         msg = {"op": "set", "handle": handle, "values": {k: v for k, v in values.items() if v is not None}}
         if dtype:
@@ -213,11 +221,8 @@ def structure_2d(ctx):
 def _train_forward(ctx, num_dims, eps=None):
     gen = ctx.gen()
     C = I.num_channels(gen)
-    gamma, beta = I.make_affine(gen, C)
-    g, b = I.shaped(gamma, num_dims), I.shaped(beta, num_dims)
     kwargs = {} if eps is None else {"eps": eps}
-    handle, _ = ctx.build(C, num_dims, **kwargs)
-    ctx.set(handle, gamma=g, beta=b)
+    handle, g, b = ctx.affine_module(gen, C, num_dims, **kwargs)
     e = 1e-5 if eps is None else eps
     shapes = _shape4(C) if num_dims == 4 else [(2, C), (5, C)]
     tol = ctx.tol(torch.float32)
@@ -454,10 +459,7 @@ def not_applicable(check_id, cuda: bool) -> str:
 def device_cuda(ctx):
     gen = ctx.gen()
     C = I.num_channels(gen)
-    gamma, beta = I.make_affine(gen, C)
-    g, b = I.shaped(gamma, 4), I.shaped(beta, 4)
-    handle, _ = ctx.build(C, 4)
-    ctx.set(handle, device="cuda", gamma=g, beta=b)
+    handle, g, b = ctx.affine_module(gen, C, 4, device="cuda")
     tol = ctx.tol(torch.float32)
     shape = (2, C, 3, C + 2)
     try:
@@ -482,12 +484,9 @@ def device_cuda(ctx):
 def stable_variance(ctx):
     gen = ctx.gen()
     C = I.num_channels(gen)
-    gamma, beta = I.make_affine(gen, C)
-    g, b = I.shaped(gamma, 4), I.shaped(beta, 4)
-    handle, _ = ctx.build(C, 4)
-    ctx.set(handle, gamma=g, beta=b)
+    handle, g, b = ctx.affine_module(gen, C, 4)
     shape = (4, C, 4, C + 2)
-    mean = I._signs(gen, C) * 0.5
+    mean = I.signs(gen, C) * 0.5
     var = torch.full((C,), 1.0, dtype=torch.float64)
     tol = ctx.tol(torch.float32)
     base = I.make_x(gen, shape, torch.float64, mean, var)

@@ -19,7 +19,7 @@ def _uniform(gen, n, lo, hi):
     return lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)
 
 
-def _signs(gen, n):
+def signs(gen, n):
     return torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0).double()
 
 
@@ -29,7 +29,7 @@ def num_channels(gen) -> int:
 
 def channel_stats(gen, C):
     # (C,) means and biased variances the sample will have exactly
-    mean = _signs(gen, C) * _uniform(gen, C, 0.3, 1.0)
+    mean = signs(gen, C) * _uniform(gen, C, 0.3, 1.0)
     low = torch.rand(C, generator=gen) < 0.5
     std = torch.where(low, _uniform(gen, C, 0.4, 0.7), _uniform(gen, C, 1.4, 2.0))
     tiny = int(torch.randint(0, C, (1,), generator=gen))
@@ -54,8 +54,8 @@ def make_x(gen, shape, dtype=torch.float32, mean=None, var=None):
 def make_affine(gen, C):
     # (C,) gamma, beta: |gamma| in [1.3, 2.2] or [0.3, 0.7], |beta| >= 0.3, |gamma - beta| >= 0.3
     gamma = torch.where(torch.rand(C, generator=gen) < 0.5, _uniform(gen, C, 1.3, 2.2), _uniform(gen, C, 0.3, 0.7))
-    gamma = gamma * _signs(gen, C)
-    beta = _signs(gen, C) * _uniform(gen, C, 0.3, 1.5)
+    gamma = gamma * signs(gen, C)
+    beta = signs(gen, C) * _uniform(gen, C, 0.3, 1.5)
     close = (gamma - beta).abs() < 0.3
     beta = torch.where(close, -beta, beta)
     return gamma, beta
@@ -64,7 +64,7 @@ def make_affine(gen, C):
 def make_running(gen, batch_mean, batch_var):
     # running stats clearly unlike the batch's, so eval with batch stats shows
     C = batch_mean.numel()
-    mean = batch_mean + _signs(gen, C) * _uniform(gen, C, 0.5, 1.0)
+    mean = batch_mean + signs(gen, C) * _uniform(gen, C, 0.5, 1.0)
     var = batch_var * torch.where(torch.rand(C, generator=gen) < 0.5, _uniform(gen, C, 2.0, 3.0), _uniform(gen, C, 0.2, 0.4))
     return mean, var
 
