@@ -21,6 +21,8 @@ from grader.checks.static import scan
 from grader.results import CheckOutcome, GradeResult, RunFacts, RunStatus
 from grader.sandbox.zygote import SandboxError, Zygote
 
+TRAINING_IDS = ("training.trains", "training.accuracy", "training.beats_no_bn")
+
 
 def run_facts(rubric, cuda: bool) -> RunFacts:
     return RunFacts(seed=rubric.seed, torch_version=torch.__version__, device="cuda" if cuda else "cpu",
@@ -28,8 +30,18 @@ def run_facts(rubric, cuda: bool) -> RunFacts:
                     python=platform.python_version())
 
 
+def known_checks() -> list[str]:
+    """Every check id a rubric may name."""
+    return list(battery.CHECKS) + list(TRAINING_IDS)
+
+
 def check_ids(rubric) -> list[str]:
-    return [c.id for c in rubric.checks]
+    """The rubric's unit checks, in its order (the training stage's checks run apart)."""
+    return [c.id for c in rubric.checks if c.id not in TRAINING_IDS]
+
+
+def training_ids(rubric) -> list[str]:
+    return [c.id for c in rubric.checks if c.id in TRAINING_IDS]
 
 
 class _LoadFailed(Exception):
@@ -38,7 +50,8 @@ class _LoadFailed(Exception):
         self.status, self.reason = status, reason
 
 
-def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = None) -> GradeResult:
+def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = None, stage=None) -> GradeResult:
+    """stage: a grader.training.stage.Stage, or None to leave the training checks out (--no-train)."""
     t0 = time.monotonic()
     path = Path(path)
     raw = path.read_bytes()
@@ -76,9 +89,21 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
                         else CheckOutcome(cid, False, f"not run: {e.reason.splitlines()[0]}") for cid in ids]
     finally:
         output = "".join(s.close(rubric.limits.output_bytes) for s in sessions)
+    t_ids = training_ids(rubric)
+    training, train_flags = None, []
+    if t_ids and stage is None:
+        outcomes += [CheckOutcome(cid, None, skipped="training stage not run (--no-train)") for cid in t_ids]
+    elif t_ids and status is not RunStatus.GRADED:
+        outcomes += [CheckOutcome(cid, False, f"not run: {reason.splitlines()[0]}") for cid in t_ids]
+    elif t_ids:
+        t_out, runs, train_flags, t_output = stage.run_student(zygote, path, rubric.limits)
+        outcomes += [o for o in t_out if o.check_id in t_ids]
+        training = stage.info(runs)
+        if t_output.strip():
+            output += ("\n" if output else "") + "[training]\n" + t_output
     static_violation = any(f.in_class for f in findings)
     scored, not_run, total, maximum = scoring.score(outcomes, rubric, static_violation)
-    flags = []
+    flags = list(train_flags)
     if any(not s.passed and s.outcome.check_id == scoring.BUILTIN for s in scored):
         flags.append("builtin_norm")
     timeouts = [o for o in outcomes if "took longer than" in o.message]
@@ -86,4 +111,4 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
         flags.append("timeout")
     return GradeResult(submission=str(path), submission_hash=digest, status=status, reason=reason, checks=scored,
                        score=total, max_score=maximum, facts=facts, seconds=round(time.monotonic() - t0, 3),
-                       student_output=output, not_run=not_run, flags=flags)
+                       student_output=output, not_run=not_run, flags=flags, training=training)

@@ -95,6 +95,7 @@ class GradeResult:
     student_output: str = ""
     not_run: list = field(default_factory=list)  # [(what, why)]
     flags: list = field(default_factory=list)
+    training: dict | None = None  # the training stage's facts and curves (extra_data.training)
 
     def to_dict(self) -> dict:
         return asdict(self)

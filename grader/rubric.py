@@ -46,6 +46,25 @@ class Limits:
 
 
 @dataclass
+class Training:
+    # calibrated on the course's JPEG copy of CIFAR-10 on a 2-core CPU: docs/calibration.md
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9  # the optimiser's, not BatchNorm's
+    weight_decay: float = 0.0
+    seed: int = 0  # initial weights, batch order and the validation split
+    val_fraction: float = 0.1
+    max_train_images: int = 0  # 0: all; fewer for a quick run
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    activation: Literal["sigmoid", "relu"] = "sigmoid"  # the course's LeNet-5 uses sigmoid
+    accuracy_margin: float = 0.03  # the student's test accuracy may be this far below the reference BN's
+    min_gain_over_no_bn: float = 0.0  # BN must beat no BN by more than this
+    time_limit_seconds: float = 1200.0  # the student's run, in the sandbox
+
+
+@dataclass
 class CheckSpec:
     id: str
     title: dict[str, str]
@@ -67,6 +86,7 @@ class Rubric:
     # what a built-in normalisation costs: the checks it was used in, or the whole submission
     builtin_norm_zeroes: Literal["affected", "all"] = "affected"
     limits: Limits = field(default_factory=Limits)
+    training: Training = field(default_factory=Training)
     # merged over DEFAULT_TOLERANCES: a rubric names only the dtypes it changes
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
     # filled by load(), not by the YAML
@@ -189,6 +209,14 @@ def load(path: str | Path | None = None, known_checks: typing.Iterable[str] = ()
             ("total_seconds", rubric.limits.total_seconds), ("output_bytes", rubric.limits.output_bytes):
         if val <= 0:
             raise RubricError(f"{path}: limits.{name}: must be positive")
+    t = rubric.training
+    for name in ("epochs", "batch_size"):
+        if getattr(t, name) < 1:
+            raise RubricError(f"{path}: training.{name}: must be at least 1")
+    if not 0 < t.val_fraction < 1:
+        raise RubricError(f"{path}: training.val_fraction: must be between 0 and 1")
+    if t.lr <= 0 or t.time_limit_seconds <= 0 or t.max_train_images < 0:
+        raise RubricError(f"{path}: training: lr and time_limit_seconds must be positive, max_train_images >= 0")
     rubric.tolerances = {**DEFAULT_TOLERANCES, **rubric.tolerances}
     rubric.path = str(path)
     rubric.sha256 = hashlib.sha256(raw).hexdigest()

@@ -1,11 +1,13 @@
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as grader/cli.py does, before torch loads
 # Fork the sandbox zygote before any test computes with torch: a fork after torch has run a
 # parallel op can deadlock the child (see grader/sandbox/zygote.py). Every test shares it.
-from grader.sandbox import zygote
+from grader.sandbox import zygote  # noqa: E402
 
 ZYGOTE = zygote.shared()
 
@@ -16,8 +18,8 @@ CORPUS = ROOT / "tests" / "corpus"
 @pytest.fixture(scope="session")
 def rubric():
     from grader import rubric as rubric_mod
-    from grader.checks.battery import CHECKS
-    return rubric_mod.load(None, known_checks=CHECKS)
+    from grader.grading import known_checks
+    return rubric_mod.load(None, known_checks=known_checks())
 
 
 @pytest.fixture(scope="session")

@@ -150,3 +150,22 @@ def test_inputs_have_exactly_the_designed_statistics():
     torch.testing.assert_close(x.mean(dim=(0, 2, 3)), mean)
     torch.testing.assert_close(x.var(dim=(0, 2, 3), unbiased=False), var)
     assert (mean.abs() >= 0.05).all() and var.min() == pytest.approx(1e-4)
+
+
+def test_lenet_sgd_is_torch_sgd():
+    # reference/lenet.py's SGD avoids torch.optim's import cost; it must update identically
+    from reference.lenet import SGD, LeNet5
+    torch.manual_seed(0)
+    a, b = LeNet5(), LeNet5()
+    b.load_state_dict(a.state_dict())
+    ours = SGD(a.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    theirs = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        x, y = torch.randn(4, 3, 32, 32, generator=gen), torch.randint(0, 10, (4,), generator=gen)
+        for model, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, msg=n)

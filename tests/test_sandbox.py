@@ -105,3 +105,25 @@ def test_exit_during_forward_fails_checks_and_keeps_grading(tmp_path, grade):
     failed = {s.outcome.check_id: s.outcome.message for s in r.checks if not s.passed and not s.advisory}
     assert "forward.train.2d" in failed and "exit status 7" in failed["forward.train.2d"]
     assert "forward.train.4d" not in failed and r.status.value == "graded"
+
+
+def test_worker_holds_no_grader_file_descriptors(tmp_path, grade):
+    # only stdio and the channel to the parent: not the zygote's control socket, not the
+    # grader's pipes
+    sub = write(tmp_path, "fds.py", _template(
+        "import os; print('FDS', sorted(int(f) for f in os.listdir('/proc/self/fd')))"))
+    r = grade(sub)
+    fds = eval(r.student_output.split("FDS ", 1)[1].splitlines()[0])
+    extra = [f for f in fds if f > 2]
+    assert len(extra) <= 2, fds  # the channel, and the descriptor listdir itself opened
+
+
+def test_a_limit_shorter_than_the_fork_still_kills_the_worker(quick_rubric):
+    # the kill can arrive before the worker has made its own process group
+    import dataclasses
+    from conftest import CORPUS
+    limits = dataclasses.replace(quick_rubric.limits, load_seconds=0.0005)
+    for _ in range(5):
+        with pytest.raises(SandboxError) as e:
+            ZYGOTE.spawn(str(CORPUS / "correct_var_mean.py"), limits)
+        assert e.value.kind == "timeout"

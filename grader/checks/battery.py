@@ -17,8 +17,10 @@ from grader.checks import mistakes as M
 from grader.checks.compare import close, compare, fmt
 from grader.checks.static import Finding
 from grader.results import CheckOutcome
+from grader.rubric import Tolerance
 from grader.sandbox.zygote import SandboxError
 from reference import batchnorm as ref
+from reference import lenet
 
 CHECKS = {}  # id -> function(ctx) -> CheckOutcome, in the order they run
 NUMERIC = ("forward.train.4d", "forward.train.2d", "hyperparams.eps", "running_stats", "hyperparams.momentum",
@@ -444,6 +446,65 @@ def stats_detached(ctx):
                          expected="requires_grad=False, grad_fn=None", got=f"requires_grad={r['requires_grad']}",
                          diagnosis=M.CATALOGUE["stats_with_graph"])
     return CheckOutcome(ctx.check_id, True, "running statistics carry no autograd graph after training steps")
+
+
+# ---------------------------------------------------------------------------- inside LeNet-5
+
+INTEGRATION_STEPS = 3
+INTEGRATION_LR = 0.5  # large, so a parameter the optimiser misses is visibly left behind
+INTEGRATION_TOL = (1e-4, 1e-5)  # rtol, atol: float32 through a whole network and three updates
+
+
+def _reference_steps(init, xs, ys, x_eval, activation, unbiased):
+    model = lenet.LeNet5(norm=lambda c, d: ref.BatchNorm2d(c, d, unbiased_running_var=unbiased), activation=activation)
+    model.load_weight_state(init)
+    losses = lenet.plain_sgd_steps(model, xs, ys, INTEGRATION_LR)
+    model.eval()
+    with torch.no_grad():
+        logits = model(x_eval)
+    return torch.tensor(losses, dtype=torch.float64), model.weight_state(), logits
+
+
+@check("integration.lenet")
+def integration_lenet(ctx):
+    gen = ctx.gen()
+    with torch.random.fork_rng():
+        torch.manual_seed(ctx.rubric.seed_for(ctx.check_id))
+        init = lenet.LeNet5().weight_state()
+    xs = [torch.randn((8, 3, 32, 32), generator=gen) for _ in range(INTEGRATION_STEPS)]
+    ys = [torch.randint(0, 10, (8,), generator=gen) for _ in range(INTEGRATION_STEPS)]
+    x_eval = torch.randn((8, 3, 32, 32), generator=gen)
+    activation = ctx.rubric.training.activation
+    resp = ctx.call({"op": "lenet_steps", "init": init, "xs": xs, "ys": ys, "x_eval": x_eval, "lr": INTEGRATION_LR,
+                     "activation": activation}, f"{INTEGRATION_STEPS} SGD steps of LeNet-5 with your BatchNorm2d")
+    rtol, atol = INTEGRATION_TOL
+    accepted = {"either": (False, True), "biased": (False,), "unbiased": (True,)}[ctx.rubric.running_var]
+    refs = [_reference_steps(init, xs, ys, x_eval, activation, u) for u in accepted]
+    losses, weights, logits = refs[0]
+    got = resp["losses"]
+    if not close(got[:1], losses[:1], rtol, atol):
+        raise Failed("inside LeNet-5 the first training step's loss already differs from the reference: see the "
+                     "forward checks", expected=fmt(losses), got=fmt(got))
+    if not close(got, losses, rtol, atol):
+        step = int(((got - losses).abs() > atol + rtol * losses.abs()).nonzero()[0]) + 1
+        if not all(resp["registered"]):
+            raise Failed(f"inside LeNet-5 the loss drifts from the reference at SGD step {step} of "
+                         f"{INTEGRATION_STEPS}: model.parameters() does not hold gamma and beta, so the optimiser "
+                         "never updates them", expected=fmt(losses), got=fmt(got),
+                         diagnosis=M.CATALOGUE["params_not_parameters"])
+        raise Failed(f"inside LeNet-5 the loss drifts from the reference at SGD step {step} of {INTEGRATION_STEPS}: "
+                     "the gradients or updates differ (see the layer's own checks)", expected=fmt(losses),
+                     got=fmt(got))
+    for name, w in weights.items():
+        _mismatch(f"LeNet-5 {name} after {INTEGRATION_STEPS} SGD steps", resp["weights"][name], w,
+                  Tolerance(rtol, atol), channel_dim=None)
+    if not any(close(resp["eval_logits"], r[2], rtol, atol) for r in refs):
+        ok, m = compare(resp["eval_logits"], logits, rtol, atol, channel_dim=None)
+        raise Failed(f"inside LeNet-5, model.eval() outputs differ from the reference after training (max abs error "
+                     f"{m.max_abs:.3g}): the running statistics or the eval switch inside a network", metrics=m,
+                     expected=fmt(logits), got=fmt(resp["eval_logits"]))
+    return CheckOutcome(ctx.check_id, True, f"LeNet-5 with your BatchNorm2d follows the reference for "
+                        f"{INTEGRATION_STEPS} SGD steps (losses, weights) and in eval mode")
 
 
 # ---------------------------------------------------------------------------- device

@@ -49,6 +49,8 @@ def to_gradescope(r: GradeResult, lang: str = "en") -> dict:
                    for s in r.checks},
         "hidden_details": hidden, "student_output": r.student_output,
     }
+    if r.training is not None:
+        extra["training"] = r.training
     return {"score": r.score, "execution_time": r.seconds, "output": "\n".join(lines), "tests": tests,
             "extra_data": extra}
 

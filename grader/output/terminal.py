@@ -35,6 +35,15 @@ def render(r: GradeResult, lang: str = "en", colour: bool | None = None, show_ou
                 out.append(" " * (width + 17) + line)
     for what, why in r.not_run:
         out.append(c("2", f"  --  {what:<{width}}  not run: {why}"))
+    if r.training:
+        t = r.training
+        runs = t["runs"]
+        acc = {k: (f"{v['test_accuracy']:.2%}" if v.get("test_accuracy") is not None else "—") for k, v in runs.items()}
+        cached = " (baselines cached)" if runs.get("reference_bn", {}).get("cached") else ""
+        out.append(f"Training: LeNet-5, {t['epochs']} epochs on {t['device']}, {t['dataset']['n_train']} training "
+                   f"images{cached}")
+        out.append(f"  test accuracy: no BN {acc.get('no_bn', '—')}, reference BN {acc.get('reference_bn', '—')}, "
+                   f"your BN {acc.get('student_bn', '—')}   (slides, full training: 74.33% / 78.26%)")
     out.append(c("1", f"Total: {r.score:g} / {r.max_score:g}") + f"   ({r.seconds:.1f} s, seed {r.facts.seed}, "
                f"torch {r.facts.torch_version}, {r.facts.device}, rubric {r.facts.rubric_hash[:12]})")
     if show_output and r.student_output.strip():

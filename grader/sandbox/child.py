@@ -16,6 +16,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from grader.sandbox import wire
+from reference import lenet  # the harness only: reference.batchnorm is never imported here
 
 # aten ops that compute a normalisation for the student; substrings of the op's name
 BUILTIN_NORM_PATTERNS = ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")
@@ -72,14 +73,16 @@ class SubmissionError(Exception):
     """A problem with the submission, reported to the parent as text."""
 
 
-def _leave_grader_world(workdir, capture_fd, repo_root):
+def _leave_grader_world(fd, workdir, capture_fd, repo_root):
     os.setsid()  # own process group: the parent can kill everything it starts at once
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(capture_fd, 1)
     os.dup2(capture_fd, 2)
-    os.close(devnull)
-    os.close(capture_fd)
+    # nothing inherited from the grader stays open (its pipes, the zygote's socket): only
+    # stdio and the channel to the parent
+    os.closerange(3, fd)
+    os.closerange(fd + 1, 1 << 16)
     # sys.stdout may not write to fd 1 (a test runner's capture object): rebind both
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
@@ -165,7 +168,7 @@ def _describe(model):
             "training": bool(model.training)}
 
 
-def _build(req, cls, models):
+def _build(req, cls, models, emit):
     rec = _BuiltinNormRecorder()
     with rec:
         model = cls(*req["args"], **req.get("kwargs", {}))
@@ -175,7 +178,7 @@ def _build(req, cls, models):
     return {"structure": _describe(model), "builtin_ops": sorted(rec.seen)}
 
 
-def _set(req, cls, models):
+def _set(req, cls, models, emit):
     model = models[req["handle"]]
     if req.get("dtype"):
         model.to(getattr(torch, req["dtype"]))
@@ -192,7 +195,7 @@ def _set(req, cls, models):
     return {"structure": _describe(model)}
 
 
-def _forward(req, cls, models):
+def _forward(req, cls, models, emit):
     model = models[req["handle"]]
     device = req.get("device", "cpu")
     x = req["x"].to(device)
@@ -234,16 +237,73 @@ def _forward(req, cls, models):
     return out
 
 
-def _describe_only(req, cls, models):
+def _describe_only(req, cls, models, emit):
     return {"structure": _describe(models[req["handle"]])}
 
 
-HANDLERS = {"build": _build, "set": _set, "forward": _forward, "describe": _describe_only}
+def _norms(model):
+    # each norm layer's state, found by role (the student may keep it outside state_dict)
+    out = []
+    for name in lenet.LeNet5.NORMS:
+        layer = getattr(model, name)
+        out.append({role: _plain(_resolve(layer, role)[1]) for role in ROLE_NAMES})
+    return out
+
+
+def _lenet(cls, req):
+    model = lenet.LeNet5(norm=lambda c, d: cls(c, d), activation=req.get("activation", "sigmoid"))
+    model.load_weight_state(req["init"])
+    return model
+
+
+def _lenet_steps(req, cls, models, emit):
+    # a few SGD steps of LeNet-5 with the student's layer, for the parent to replay with the
+    # reference: catches parameters the optimiser never sees and train/eval switching
+    rec = _BuiltinNormRecorder()
+    with rec:
+        model = _lenet(cls, req)
+        losses = lenet.plain_sgd_steps(model, req["xs"], req["ys"], req["lr"])
+        model.eval()
+        with torch.no_grad():
+            logits = model(req["x_eval"])
+    params = {id(p) for p in model.parameters()}
+    registered = [all(id(_resolve(getattr(model, n), r)[1]) in params for r in ("gamma", "beta"))
+                  for n in lenet.LeNet5.NORMS]
+    return {"losses": torch.tensor(losses, dtype=torch.float64), "weights": model.weight_state(),
+            "norms": _norms(model), "registered": registered, "eval_logits": _plain(logits),
+            "builtin_ops": sorted(rec.seen)}
+
+
+def _train(req, cls, models, emit):
+    cfg = req["config"]
+    device = req.get("device", "cpu")
+    data = torch.load(req["data"], weights_only=True, mmap=True)
+    tr, va = req["train_idx"], req["val_idx"]
+    train_x, train_y = data["train_images"][tr], data["train_labels"][tr]
+    val_x, val_y = data["train_images"][va], data["train_labels"][va]
+    if device != "cpu":  # resident on the GPU: no host-to-device copy per batch
+        train_x, train_y, val_x, val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
+    model = _lenet(cls, req).to(device)
+
+    def progress(name, epoch, epochs, step, steps, loss, elapsed):
+        emit({"event": "progress", "name": name, "epoch": epoch, "epochs": epochs, "step": step, "steps": steps,
+              "loss": loss, "elapsed": elapsed})
+    hist = lenet.train(model, train_x, train_y, val_x, val_y, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                       optimizer=cfg["optimizer"], lr=cfg["lr"], momentum=cfg["momentum"],
+                       weight_decay=cfg["weight_decay"], seed=cfg["seed"], device=device, progress=progress,
+                       name="student_bn")
+    return {"weights": {k: _plain(v) for k, v in model.weight_state().items()}, "norms": _norms(model),
+            "train_loss": hist["train_loss"], "val_loss": hist["val_loss"], "val_accuracy": hist["val_accuracy"],
+            "seconds": hist["seconds"]}
+
+
+HANDLERS = {"build": _build, "set": _set, "forward": _forward, "describe": _describe_only,
+            "lenet_steps": _lenet_steps, "train": _train}
 
 
 def serve(fd, workdir, filename, capture_fd, repo_root, threads=1):
     """Never returns to the caller's code: the worker exits when the parent hangs up."""
-    _leave_grader_world(workdir, capture_fd, repo_root)
+    _leave_grader_world(fd, workdir, capture_fd, repo_root)
     torch.set_num_threads(threads)
     path = os.path.join(workdir, filename)
     try:
@@ -267,7 +327,7 @@ def serve(fd, workdir, filename, capture_fd, repo_root, threads=1):
         except wire.ChannelClosed:
             return
         try:
-            resp = HANDLERS[req["op"]](req, cls, models)
+            resp = HANDLERS[req["op"]](req, cls, models, lambda event: wire.send(fd, event))
             resp["ok"] = True
         except SubmissionError as e:
             resp = {"ok": False, "error": str(e), "traceback": ""}

@@ -58,6 +58,9 @@ def _zygote_loop(ctrl: socket.socket):
             if pid == 0:
                 code = 0
                 try:
+                    # the makefile reader holds the control socket open too: close both, or the
+                    # student could talk to the zygote
+                    reader.close()
                     ctrl.close()
                     ours.close()
                     child.serve(theirs.fileno(), req["workdir"], req["filename"], capture_fd, REPO_ROOT, req["threads"])
@@ -140,17 +143,21 @@ class Session:
         self.root, self.capture, self.limits = root, capture, limits
         self.started = time.monotonic()
         self.exit: Exit | None = None
-        self.loaded = self._receive(limits.load_seconds, "loading the submission")
+        try:
+            self.loaded = self._receive(limits.load_seconds, "loading the submission")
+        except SandboxError:
+            shutil.rmtree(root, ignore_errors=True)  # nobody gets a Session to close
+            raise
 
     def _deadline(self, seconds):
         return min(time.monotonic() + seconds, self.started + self.limits.total_seconds)
 
-    def _receive(self, seconds, what):
+    def _receive(self, seconds, what, limit=None):
         try:
             return wire.recv(self.fd, self._deadline(seconds))
         except wire.ChannelTimeout:
             self.kill()
-            raise SandboxError("timeout", f"{what} took longer than {seconds:g} s") from None
+            raise SandboxError("timeout", f"{what} took longer than {limit or seconds:g} s") from None
         except (wire.ChannelClosed, ConnectionError):
             self.kill()
             raise SandboxError("died", f"the submission's process ended while {what} ({self.exit.describe()})") from None
@@ -158,7 +165,8 @@ class Session:
             self.kill()
             raise SandboxError("died", f"the submission's process sent an unreadable reply while {what} ({type(e).__name__})") from None
 
-    def request(self, msg, what="running a check"):
+    def request(self, msg, what="running a check", on_event=None):
+        """The reply to msg; progress events sent before it go to on_event."""
         if self.exit is not None:
             raise SandboxError("died", "the submission's process is no longer running")
         try:
@@ -166,17 +174,25 @@ class Session:
         except OSError:
             self.kill()
             raise SandboxError("died", f"the submission's process ended before {what} ({self.exit.describe()})") from None
-        return self._receive(self.limits.call_seconds, what)
+        deadline_seconds = self.limits.call_seconds
+        started = time.monotonic()
+        while True:
+            left = deadline_seconds - (time.monotonic() - started)
+            reply = self._receive(max(left, 0.0), what, deadline_seconds)
+            if reply.get("event") != "progress":
+                return reply
+            if on_event is not None:
+                on_event(reply)
 
     def kill(self):
         if self.exit is not None:
             return
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            pass
+        # the worker itself first: until it has called setsid() its group does not exist yet
+        for kill in (os.kill, os.killpg):
+            try:
+                kill(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         code = self.zygote.reap(self.pid)
         if code is None:
             self.exit = Exit(None, None)

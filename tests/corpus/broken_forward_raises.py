@@ -1,5 +1,5 @@
 # corpus: forward left unimplemented, raises NotImplementedError
-# expect: fail forward.train.4d=- forward.train.2d=- hyperparams.eps=- running_stats=- hyperparams.momentum=- eval.forward=- eval.frozen=- gradients=- hygiene.input_unchanged=- hygiene.stats_detached=-
+# expect: fail forward.train.4d=- forward.train.2d=- hyperparams.eps=- running_stats=- hyperparams.momentum=- eval.forward=- eval.frozen=- gradients=- hygiene.input_unchanged=- hygiene.stats_detached=- integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

@@ -1,5 +1,5 @@
 # corpus: __init__ raises ValueError for num_dims == 2; the 4-D case works
-# expect: fail structure.2d=- forward.train.2d=- running_stats=- eval.forward=- gradients=-
+# expect: fail structure.2d=- forward.train.2d=- running_stats=- eval.forward=- gradients=- integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

@@ -1,6 +1,6 @@
 # corpus: delegates to torch.nn.functional.batch_norm (imported under an alias) with converted momentum
 # mistake: builtin_norm
-# expect: fail forward.train.4d=- forward.train.2d=- hyperparams.eps=- running_stats=- hyperparams.momentum=- eval.forward=- eval.frozen=- gradients=- hygiene.input_unchanged=- hygiene.stats_detached=- originality.no_builtin_norm=builtin_norm
+# expect: fail forward.train.4d=- forward.train.2d=- hyperparams.eps=- running_stats=- hyperparams.momentum=- eval.forward=- eval.frozen=- gradients=- hygiene.input_unchanged=- hygiene.stats_detached=- integration.lenet=- originality.no_builtin_norm=builtin_norm
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

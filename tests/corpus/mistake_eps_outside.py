@@ -1,6 +1,6 @@
 # corpus: adds eps to the standard deviation instead of inside the sqrt
 # mistake: eps_outside_sqrt
-# expect: fail forward.train.4d=eps_outside_sqrt forward.train.2d=eps_outside_sqrt hyperparams.eps=eps_outside_sqrt eval.forward=eps_outside_sqrt gradients=eps_outside_sqrt
+# expect: fail forward.train.4d=eps_outside_sqrt forward.train.2d=eps_outside_sqrt hyperparams.eps=eps_outside_sqrt eval.forward=eps_outside_sqrt gradients=eps_outside_sqrt integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

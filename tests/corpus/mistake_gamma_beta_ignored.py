@@ -1,6 +1,6 @@
 # corpus: returns the normalised X_hat without the gamma/beta scale and shift
 # mistake: gamma_beta_ignored
-# expect: fail forward.train.4d=gamma_beta_ignored forward.train.2d=gamma_beta_ignored hyperparams.eps=gamma_beta_ignored eval.forward=gamma_beta_ignored gradients=gamma_beta_ignored
+# expect: fail forward.train.4d=gamma_beta_ignored forward.train.2d=gamma_beta_ignored hyperparams.eps=gamma_beta_ignored eval.forward=gamma_beta_ignored gradients=gamma_beta_ignored integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

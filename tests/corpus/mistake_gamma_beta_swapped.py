@@ -1,6 +1,6 @@
 # corpus: mixes up gamma and beta: Y = beta * X_hat + gamma
 # mistake: gamma_beta_swapped
-# expect: fail forward.train.4d=gamma_beta_swapped forward.train.2d=gamma_beta_swapped hyperparams.eps=gamma_beta_swapped eval.forward=gamma_beta_swapped gradients=gamma_beta_swapped
+# expect: fail forward.train.4d=gamma_beta_swapped forward.train.2d=gamma_beta_swapped hyperparams.eps=gamma_beta_swapped eval.forward=gamma_beta_swapped gradients=gamma_beta_swapped integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

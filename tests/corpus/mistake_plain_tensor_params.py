@@ -1,6 +1,6 @@
 # corpus: gamma and beta are plain tensors with requires_grad=True instead of nn.Parameter
 # mistake: params_not_parameters
-# expect: fail structure.4d=params_not_parameters structure.2d=params_not_parameters
+# expect: fail structure.4d=params_not_parameters structure.2d=params_not_parameters integration.lenet=params_not_parameters
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

@@ -1,6 +1,6 @@
 # corpus: momentum applied the wrong way round in the running-average update
 # mistake: reversed_momentum
-# expect: fail running_stats=reversed_momentum hyperparams.momentum=reversed_momentum
+# expect: fail running_stats=reversed_momentum hyperparams.momentum=reversed_momentum integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

@@ -1,6 +1,6 @@
 # corpus: never updates moving_mean / moving_var
 # mistake: running_not_updated
-# expect: fail running_stats=running_not_updated hyperparams.momentum=running_not_updated
+# expect: fail running_stats=running_not_updated hyperparams.momentum=running_not_updated integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

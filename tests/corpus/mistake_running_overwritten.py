@@ -1,6 +1,6 @@
 # corpus: running statistics overwritten with the batch statistics (no averaging)
 # mistake: running_overwritten
-# expect: fail running_stats=running_overwritten hyperparams.momentum=running_overwritten
+# expect: fail running_stats=running_overwritten hyperparams.momentum=running_overwritten integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

@@ -1,6 +1,6 @@
 # corpus: running variance updated with the batch standard deviation instead of the variance
 # mistake: std_in_running_var
-# expect: fail running_stats=std_in_running_var hyperparams.momentum=std_in_running_var
+# expect: fail running_stats=std_in_running_var hyperparams.momentum=std_in_running_var integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

@@ -1,6 +1,6 @@
 # corpus: normalises with X.var(...) using the default unbiased=True
 # mistake: unbiased_var_in_norm
-# expect: fail forward.train.4d=unbiased_var_in_norm forward.train.2d=unbiased_var_in_norm hyperparams.eps=unbiased_var_in_norm gradients=unbiased_var_in_norm
+# expect: fail forward.train.4d=unbiased_var_in_norm forward.train.2d=unbiased_var_in_norm hyperparams.eps=unbiased_var_in_norm gradients=unbiased_var_in_norm integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

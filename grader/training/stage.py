@@ -1,0 +1,270 @@
+"""The training stage (parent process; the student's run goes through the sandbox).
+
+Three LeNet-5 runs on CIFAR-10 from the same initial weights and batch order: no BN and the
+reference BN (trained here, trusted, cached on disk), and the student's BN (trained in a
+sandboxed worker). What is scored never rests on numbers the worker reports: it returns its
+trained weights and each norm layer's gamma, beta and running statistics; the parent loads
+them into LeNet-5 with the reference BN and measures validation loss and test accuracy
+itself. A reported validation loss that disagrees with that measurement is flagged.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+import grader
+from grader.results import CheckOutcome
+from grader.sandbox.zygote import SandboxError
+from grader.training import data as data_mod
+from reference import batchnorm as ref
+from reference import lenet
+
+CHECK_IDS = ("training.trains", "training.accuracy", "training.beats_no_bn")
+# what the baselines depend on; thresholds and points do not change a run
+RUN_FIELDS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "seed", "val_fraction",
+              "max_train_images", "activation")
+
+
+@dataclass
+class Run:
+    test_accuracy: float | None
+    train_loss: list
+    val_loss: list
+    seconds: float
+    cached: bool = False
+    val_accuracy: list = field(default_factory=list)
+
+
+def resolve_device(policy: str) -> str:
+    if policy == "cpu":
+        return "cpu"
+    available = torch.cuda.is_available()
+    if policy == "cuda" and not available:
+        raise data_mod.DataError("training.device is 'cuda' in the rubric but no CUDA device is available")
+    return "cuda" if available else "cpu"
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _code_hash():
+    h = hashlib.sha256()
+    for mod in (lenet, ref):
+        with open(mod.__file__, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+class Stage:
+    def __init__(self, cfg, dataset: data_mod.Dataset, cache_dir, progress=None):
+        self.cfg = cfg
+        self.data = dataset
+        self.cache_dir = Path(cache_dir)
+        self.device = resolve_device(cfg.device)
+        self.progress = progress
+        self.threads = cores()
+        n = len(dataset.train_labels)
+        train_idx, val_idx = data_mod.split(n, cfg.val_fraction, cfg.seed)
+        if cfg.max_train_images:
+            train_idx = train_idx[:cfg.max_train_images]
+        self.train_idx, self.val_idx = train_idx, val_idx
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            self.init = lenet.LeNet5(activation=cfg.activation).weight_state()
+        self._baselines = None
+
+    # ------------------------------------------------------------------ facts
+    def key(self) -> str:
+        run = {k: getattr(self.cfg, k) for k in RUN_FIELDS}
+        blob = json.dumps({"run": run, "data": self.data.key, "device": self.device, "torch": torch.__version__,
+                           "code": _code_hash()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def info(self, runs: dict) -> dict:
+        return {"device": self.device, "epochs": self.cfg.epochs, "threads": self.threads if self.device == "cpu" else None,
+                "dataset": {"kind": self.data.kind, "path": self.data.path, "n_train": len(self.train_idx),
+                            "n_val": len(self.val_idx), "n_test": len(self.data.test_labels),
+                            "cache": self.data.cache_file, "cached": self.data.cached},
+                "runs": {k: asdict(v) for k, v in runs.items()}}
+
+    # ------------------------------------------------------------------ data on the device
+    def _tensors(self):
+        d = self.data
+        t = (d.train_images[self.train_idx], d.train_labels[self.train_idx], d.train_images[self.val_idx],
+             d.train_labels[self.val_idx], d.test_images, d.test_labels)
+        if self.device != "cpu":
+            t = tuple(x.to(self.device) for x in t)
+        return t
+
+    def _train_here(self, name, norm):
+        if self.device == "cpu":
+            torch.set_num_threads(self.threads)
+        tr_x, tr_y, va_x, va_y, te_x, te_y = self._tensors()
+        model = lenet.LeNet5(norm=norm, activation=self.cfg.activation)
+        model.load_weight_state(self.init)
+        model.to(self.device)
+        c = self.cfg
+        hist = lenet.train(model, tr_x, tr_y, va_x, va_y, epochs=c.epochs, batch_size=c.batch_size,
+                           optimizer=c.optimizer, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                           seed=c.seed, device=self.device, progress=self.progress, name=name)
+        _, acc = lenet.evaluate(model, te_x, te_y, device=self.device)
+        run = Run(acc, hist["train_loss"], hist["val_loss"], round(hist["seconds"], 2),
+                  val_accuracy=hist["val_accuracy"])
+        if self.progress is not None:
+            self.progress.done(f"{name:<13} test accuracy {acc:.2%} ({run.seconds:.0f} s)")
+        return run
+
+    # ------------------------------------------------------------------ baselines
+    def baselines(self) -> dict:
+        """{'no_bn': Run, 'reference_bn': Run}, trained once per configuration and cached."""
+        if self._baselines is not None:
+            return self._baselines
+        path = self.cache_dir / f"baselines-{self.key()[:24]}.json"
+        if path.exists():
+            try:
+                raw = json.loads(path.read_text())
+                self._baselines = {k: Run(**{**v, "cached": True}) for k, v in raw.items()}
+                return self._baselines
+            except (ValueError, TypeError):
+                pass  # rebuilt below
+        runs = {"no_bn": self._train_here("no_bn", None),
+                "reference_bn": self._train_here("reference_bn", lambda c, d: ref.BatchNorm2d(c, d))}
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".baselines-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump({k: asdict(v) for k, v in runs.items()}, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache we cannot write costs time, not correctness
+        self._baselines = runs
+        return runs
+
+    # ------------------------------------------------------------------ the student's run
+    def _verify(self, weights, norms):
+        """(val_loss, test_accuracy) measured here, with the reference BN holding the student's state."""
+        model = lenet.LeNet5(norm=lambda c, d: ref.BatchNorm2d(c, d), activation=self.cfg.activation)
+        model.load_weight_state(weights)
+        for name, state in zip(lenet.LeNet5.NORMS, norms):
+            layer = getattr(model, name)
+            for role in ("gamma", "beta", "moving_mean", "moving_var"):
+                value = state.get(role)
+                target = getattr(layer, role)
+                if value is None or value.numel() != target.numel():
+                    raise ValueError(f"{name}.{role} could not be read back from your trained network")
+                with torch.no_grad():
+                    target.copy_(value.reshape(target.shape).to(target.dtype))
+        model.to(self.device)
+        _, tr_y, va_x, va_y, te_x, te_y = self._tensors()
+        val_loss, _ = lenet.evaluate(model, va_x, va_y, device=self.device)
+        _, acc = lenet.evaluate(model, te_x, te_y, device=self.device)
+        return val_loss, acc
+
+    def run_student(self, zygote, path, limits):
+        """(outcomes, runs, flags, student_output)."""
+        base = self.baselines()
+        c = self.cfg
+        lim = replace(limits, call_seconds=c.time_limit_seconds,
+                      total_seconds=c.time_limit_seconds + limits.load_seconds + 30)
+        flags, output = [], ""
+        runs = dict(base)
+        session = None
+        try:
+            session = zygote.spawn(str(path), lim, threads=self.threads)
+            if not session.loaded.get("ok"):
+                raise _RunFailed(session.loaded.get("error", "the submission could not be loaded"))
+            msg = {"op": "train", "data": self.data.cache_file, "train_idx": self.train_idx, "val_idx": self.val_idx,
+                   "init": self.init, "activation": c.activation, "device": self.device,
+                   "config": {k: getattr(c, k) for k in RUN_FIELDS}}
+            on_event = self.progress.event if self.progress is not None else None
+            resp = session.request(msg, "training LeNet-5 with your BatchNorm2d", on_event=on_event)
+            if not resp.get("ok"):
+                raise _RunFailed(f"your code raised {resp.get('error')}")
+        except SandboxError as e:
+            return self._failed(str(e), runs), runs, flags, _close(session, limits)
+        except _RunFailed as e:
+            return self._failed(str(e), runs), runs, flags, _close(session, limits)
+        output = _close(session, limits)
+        reported_val = [float(v) for v in resp["val_loss"]]
+        train_loss = [float(v) for v in resp["train_loss"]]
+        notes = []
+        try:
+            val_loss, acc = self._verify(resp["weights"], resp["norms"])
+        except (ValueError, KeyError, RuntimeError) as e:
+            run = Run(None, train_loss, reported_val, round(float(resp["seconds"]), 2))
+            runs["student_bn"] = run
+            return self._failed(f"the trained network could not be evaluated: {e}", runs, run), runs, flags, output
+        if reported_val and not math.isclose(val_loss, reported_val[-1], rel_tol=1e-3, abs_tol=1e-3):
+            flags.append("training_mismatch")
+            notes.append(f"your run reported a final validation loss of {reported_val[-1]:.4f}; the grader measured "
+                         f"{val_loss:.4f} with the reference BN holding your trained state (your eval mode differs, "
+                         "or the report was altered)")
+        run = Run(acc, train_loss, reported_val, round(float(resp["seconds"]), 2),
+                  val_accuracy=[float(v) for v in resp.get("val_accuracy", [])])
+        runs["student_bn"] = run
+        if self.progress is not None:
+            self.progress.done(f"{'student_bn':<13} test accuracy {acc:.2%} ({run.seconds:.0f} s)")
+        return self._score(run, base, val_loss, notes), runs, flags, output
+
+    def _failed(self, reason, runs, run=None):
+        runs.setdefault("student_bn", run or Run(None, [], [], 0.0))
+        return [CheckOutcome(cid, False, f"not run: {reason}" if cid != "training.trains" else reason)
+                for cid in CHECK_IDS]
+
+    def _score(self, run, base, val_loss, notes):
+        c = self.cfg
+        ref_acc, no_acc = base["reference_bn"].test_accuracy, base["no_bn"].test_accuracy
+        losses = run.train_loss + run.val_loss
+        chance = math.log(10)
+        curve = ", ".join(f"{v:.3f}" for v in run.train_loss)
+        if not losses or not all(math.isfinite(v) for v in losses):
+            bad = next((i for i, v in enumerate(run.train_loss) if not math.isfinite(v)), None)
+            trains = CheckOutcome("training.trains", False,
+                                  f"training diverged: the loss became NaN/inf (epoch {bad + 1 if bad is not None else '?'}); "
+                                  "check that eps is inside the sqrt and that the variance cannot go negative",
+                                  got=curve, notes=notes)
+        elif run.train_loss[-1] >= 0.95 * chance:
+            trains = CheckOutcome("training.trains", False,
+                                  f"the training loss did not fall below chance level (ln 10 = {chance:.3f}): "
+                                  f"{curve}; the reference BN run reached {base['reference_bn'].train_loss[-1]:.3f}",
+                                  got=curve, notes=notes)
+        else:
+            trains = CheckOutcome("training.trains", True, f"training loss per epoch: {curve}; validation loss "
+                                  f"measured by the grader {val_loss:.3f}", notes=notes)
+        gap = ref_acc - run.test_accuracy
+        if gap <= c.accuracy_margin:
+            accuracy = CheckOutcome("training.accuracy", True, f"test accuracy {run.test_accuracy:.2%}; reference BN "
+                                    f"{ref_acc:.2%} (allowed: {c.accuracy_margin:.0%} below)")
+        else:
+            accuracy = CheckOutcome("training.accuracy", False, f"test accuracy {run.test_accuracy:.2%} is "
+                                    f"{gap:.2%} below the reference BN's {ref_acc:.2%} (allowed: {c.accuracy_margin:.0%}); "
+                                    "the layer's own checks above show where it differs — a wrong running statistic "
+                                    "or eval switch shows up here as a low test accuracy",
+                                    expected=f">= {ref_acc - c.accuracy_margin:.2%}", got=f"{run.test_accuracy:.2%}")
+        if run.test_accuracy > no_acc + c.min_gain_over_no_bn:
+            beats = CheckOutcome("training.beats_no_bn", True, f"with your BN {run.test_accuracy:.2%}, without BN "
+                                 f"{no_acc:.2%}")
+        else:
+            beats = CheckOutcome("training.beats_no_bn", False, f"with your BN {run.test_accuracy:.2%} does not beat "
+                                 f"{no_acc:.2%} without BN (+{c.min_gain_over_no_bn:.0%} required)",
+                                 expected=f"> {no_acc + c.min_gain_over_no_bn:.2%}", got=f"{run.test_accuracy:.2%}")
+        return [trains, accuracy, beats]
+
+
+class _RunFailed(Exception):
+    pass
+
+
+def _close(session, limits):
+    return session.close(limits.output_bytes) if session is not None else ""
