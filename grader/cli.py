@@ -39,10 +39,12 @@ def _parser():
     p.add_argument("--no-download", action="store_true", help="never try to download CIFAR-10")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", metavar="PATH", help="write Gradescope-format results.json here")
-    p.add_argument("--out", metavar="DIR", help="write OUT/results.json")
+    p.add_argument("--out", metavar="DIR", help="write OUT/results.json and OUT/report.html")
+    p.add_argument("--report", metavar="PATH", help="write the HTML report here")
     p.add_argument("--fail-under", metavar="SCORE",
                    help="exit 1 when the score is below SCORE points, or below a percentage such as 80%%")
-    p.add_argument("--lang", choices=("en", "zh"), help="language of titles and hints (default: the rubric's)")
+    p.add_argument("--lang", choices=("en", "zh"), help="language of titles, hints and the report (default: the "
+                   "rubric's, else the locale's)")
     p.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
     p.add_argument("--debug", action="store_true", help="show tracebacks of grader errors")
     return p
@@ -100,6 +102,8 @@ def run(args) -> int:
         _threshold(args.fail_under, 100.0)  # validate before the expensive part
     if args.json:
         _check_writable(Path(args.json), "--json")
+    if args.report:
+        _check_writable(Path(args.report), "--report")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a folder")
 
@@ -119,24 +123,29 @@ def run(args) -> int:
         rubric = rubric_mod.load(args.rubric, known_checks=known_checks())
     except rubric_mod.RubricError as e:
         raise UsageError(str(e)) from None
-    lang = args.lang or rubric.language
+    from grader.output.i18n import default_language
+    lang = args.lang or default_language(None if rubric.language == "auto" else rubric.language)
 
     stage = None
     if not args.no_train and training_ids(rubric):
         stage = _training_stage(args, rubric)
     result = grade_file(sub, rubric, zyg, stage=stage)
     print(terminal.render(result, lang, colour=False if args.no_color else None))
+    from grader.output import report
     outputs = []
     if args.json:
-        outputs.append(Path(args.json))
+        outputs.append((Path(args.json), gradescope.write_json, "Results"))
+    if args.report:
+        outputs.append((Path(args.report), report.write, "Report"))
     if args.out:
-        outputs.append(Path(args.out) / "results.json")
-    for p in outputs:
+        outputs.append((Path(args.out) / "results.json", gradescope.write_json, "Results"))
+        outputs.append((Path(args.out) / "report.html", report.write, "Report"))
+    for p, writer, label in outputs:
         try:
-            gradescope.write_json(result, p, lang)
+            writer(result, p, lang)
         except OSError as e:
             raise UsageError(f"{p}: cannot write: {e.strerror}") from None
-        print(f"Results: {p}")
+        print(f"{label}: {p}")
     if args.fail_under is not None and result.score < _threshold(args.fail_under, result.max_score) - 1e-9:
         print(f"Score {result.score:g} is below --fail-under {args.fail_under}", file=sys.stderr)
         return ExitStatus.BELOW_THRESHOLD

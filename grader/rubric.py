@@ -80,7 +80,7 @@ class Rubric:
     seed: int
     checks: list[CheckSpec]
     name: str = "BatchNorm homework"
-    language: Literal["en", "zh"] = "en"
+    language: Literal["auto", "en", "zh"] = "auto"  # of titles, hints and the report; auto: the locale's
     # which running variance the slides' convention accepts; torch.nn keeps the unbiased one
     running_var: Literal["biased", "unbiased", "either"] = "either"
     # what a built-in normalisation costs: the checks it was used in, or the whole submission

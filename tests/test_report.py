@@ -1,0 +1,189 @@
+"""The HTML report: a golden rendering of a fixed result, escaping of everything a
+submission controls, and the page opened in a real headless Chromium that must draw the
+charts and request nothing beyond the file."""
+import datetime
+import html.parser
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from grader.checks.mistakes import CATALOGUE
+from grader.output import report
+from grader.results import CheckOutcome, GradeResult, Metrics, RunFacts, RunStatus, ScoredCheck
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+HOSTILE = '<script>alert("x")</script><img src="http://evil.example/x.png" onerror="alert(1)">'
+
+
+def _title(en, zh):
+    return {"en": en, "zh": zh}
+
+
+def fixed_result(output="print from the student\n", name="sub.py", message_extra=""):
+    m = Metrics(max_abs=0.248, max_rel=0.507, worst_channel=4, atol=1e-5, rtol=1.3e-6, mismatched=44, total=210)
+    checks = [
+        ScoredCheck(CheckOutcome("structure.4d", True, "ok"), _title("Parameters", "参数"), 5, 5, "visible", False),
+        ScoredCheck(CheckOutcome("forward.train.4d", False, "train-mode output off" + message_extra, expected="[3.07, 2.23]",
+                                 got="[3.18, 2.30]", metrics=m, diagnosis=CATALOGUE["eps_outside_sqrt"]),
+                    _title("Training-mode output", "训练模式输出"), 0, 15, "visible", False),
+        ScoredCheck(CheckOutcome("running_stats", False, "secret details"), _title("Running stats", "滑动统计量"), 0, 15,
+                    "hidden", False),
+        ScoredCheck(CheckOutcome("advice.buffers", False, "plain tensors", diagnosis=CATALOGUE["not_buffers"]),
+                    _title("Note: buffers", "提示：buffer"), 0, 0, "visible", True),
+    ]
+    runs = {"no_bn": {"test_accuracy": 0.3229, "train_loss": [2.31, 2.28, 2.1], "val_loss": [2.30, 2.26, 2.07],
+                      "seconds": 40.0, "cached": True},
+            "reference_bn": {"test_accuracy": 0.5297, "train_loss": [1.8, 1.5, 1.4], "val_loss": [1.96, 1.41, 1.48],
+                             "seconds": 68.0, "cached": True},
+            "student_bn": {"test_accuracy": 0.5102, "train_loss": [1.85, 1.55, 1.45], "val_loss": [1.9, 1.5, 1.5],
+                           "seconds": 70.0, "cached": False}}
+    training = {"device": "cpu", "epochs": 3, "threads": 2,
+                "dataset": {"kind": "image-folder", "path": "data/cifar10-jpeg", "n_train": 45000, "n_val": 5000,
+                            "n_test": 10000, "cache": "x", "cached": True}, "runs": runs}
+    facts = RunFacts(seed=1, torch_version="2.x", device="cpu", rubric_path="rubrics/batchnorm.yaml",
+                     rubric_hash="ab" * 32, grader_version="0.1.0", python="3.11")
+    return GradeResult(submission=name, submission_hash="cd" * 32, status=RunStatus.GRADED, reason="", checks=checks,
+                       score=5, max_score=35, facts=facts, seconds=1.25, student_output=output,
+                       not_run=[("device.cuda", "no CUDA device here")], flags=[], training=training)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_golden_rendering(lang):
+    html_text = report.render(fixed_result(), lang, now=NOW)
+    masked = re.sub(r'(<td class="timestamp">)[^<]*', r"\1MASKED", html_text)
+    golden = GOLDEN / f"report_{lang}.html"
+    if os.environ.get("BN_UPDATE_GOLDEN"):
+        golden.write_text(masked, encoding="utf-8")
+    assert masked == golden.read_text(encoding="utf-8"), f"rerun with BN_UPDATE_GOLDEN=1 if {golden.name} should change"
+
+
+def test_hidden_check_shows_only_its_result():
+    html_text = report.render(fixed_result(), "en", now=NOW)
+    assert "secret details" not in html_text and "hidden check: only the result is shown" in html_text
+
+
+class _Elements(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_whatever_a_submission_prints_or_raises_is_escaped():
+    r = fixed_result(output=HOSTILE, name=f"{HOSTILE}.py", message_extra=HOSTILE)
+    html_text = report.render(r, "en", now=NOW)
+    p = _Elements()
+    p.feed(html_text)
+    tags = {t for t, _ in p.tags}
+    assert "script" not in tags and "img" not in tags
+    assert not any(k.startswith("on") for _, attrs in p.tags for k in attrs)
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html_text
+    assert "http://evil.example" not in re.sub(r"&[^;]+;", "", html_text).split("student-output")[0].split("<body>")[0]
+
+
+# ------------------------------------------------------------------------ real browser
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if os.environ.get("CI"):
+        pytest.fail("CI must have Debian's chromium (see .ci/run)")
+    pytest.skip("no chromium installed: apt-get install chromium (CI installs it)")
+
+
+class _Recorder:
+    """A proxy that answers nothing but records every connection the browser opens."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            conn.settimeout(1)
+            try:
+                self.requests.append(conn.recv(2048).split(b"\r\n")[0].decode("latin1"))
+            except OSError:
+                self.requests.append("?")
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+# Chromium's own background traffic (clock, updates, accounts), not the page's
+BROWSER_OWN = ("clients2.google.com", "update.googleapis.com", "accounts.google.com", "www.google.com",
+               "optimizationguide-pa.googleapis.com", "content-autofill.googleapis.com")
+
+
+def _host(request_line):
+    target = request_line.split(" ")[1] if " " in request_line else request_line
+    target = target.split("://", 1)[-1]
+    return target.split("/", 1)[0].rsplit(":", 1)[0]
+
+
+def _browse(chromium, page: Path, tmp_path, proxy_port, *extra):
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-default-apps", "--disable-features=NetworkTimeServiceQuerying,OptimizationHints",
+           "--user-data-dir=" + str(tmp_path / "profile"),
+           f"--proxy-server=http://127.0.0.1:{proxy_port}", "--proxy-bypass-list=<-loopback>", *extra,
+           page.as_uri()]
+    return subprocess.run(cmd, capture_output=True, timeout=90, text=True)
+
+
+def test_report_in_headless_chromium_draws_charts_and_requests_nothing(tmp_path):
+    chromium = _chromium()
+    page = tmp_path / "report.html"
+    report.write(fixed_result(output=HOSTILE), page, "zh")
+    rec = _Recorder()
+    try:
+        # the control: the recorder does see a page that fetches something
+        control = tmp_path / "control.html"
+        control.write_text('<img src="http://example.invalid/pixel.png">')
+        _browse(chromium, control, tmp_path, rec.port, "--dump-dom")
+        assert any("example.invalid" in r for r in rec.requests), rec.requests
+        rec.requests.clear()
+        dom = _browse(chromium, page, tmp_path, rec.port, "--dump-dom").stdout
+        shot = tmp_path / "shot.png"
+        _browse(chromium, page, tmp_path, rec.port, f"--screenshot={shot}", "--window-size=1000,2600",
+                "--hide-scrollbars")
+    finally:
+        rec.close()
+    assert [r for r in rec.requests if _host(r) not in BROWSER_OWN] == []
+    p = _Elements()
+    p.feed(dom)
+    charts = [a for t, a in p.tags if t == "svg" and "chart" in a.get("class", "")]
+    lines = [a for t, a in p.tags if t == "polyline"]
+    assert len(charts) == 2 and len(lines) == 6  # two charts, three runs each
+    assert all(len(a["points"].split()) == 3 for a in lines)  # one point per epoch
+    assert "script" not in {t for t, _ in p.tags}
+    # the screenshot is a real rendering: mostly white page with dark text and chart strokes
+    from PIL import Image
+    img = Image.open(shot).convert("L")
+    dark = sum(img.histogram()[:100])
+    assert img.size == (1000, 2600) and dark > 5000
