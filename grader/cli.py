@@ -1,21 +1,28 @@
 """Command line: `main(argv) -> int` (parent process).
 
-Bad input from the user (path, flag, rubric) is one line on stderr and exit 2; a broken
+Bad input from the user (path, flag, rubric, data) is one line on stderr and exit 2; a broken
 submission is a graded zero, never a traceback; a grader bug is exit 3, with the traceback
 only under --debug. torch is imported only once the arguments are known to be usable, and
 the sandbox zygote is forked right after it, before anything else runs.
+
+  bn-grade SUB.py|SUB.zip|SUB.ipynb [...]          one submission
+  bn-grade SUBMISSIONS_DIR --out OUT [...]          a class: one entry per student
+  bn-grade --gradebook OUT                          rebuild OUT/gradebook.csv and summary.html
+  bn-grade --gradescope [...]                       inside Gradescope's autograder image
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
 from grader.results import ExitStatus
 
 PROG = "bn-grade"
+SUFFIXES = (".py", ".zip", ".ipynb")
 
 
 class UsageError(Exception):
@@ -28,8 +35,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
-    p = _Parser(prog=PROG, description="Grade a BatchNorm2d homework submission against the course's reference.")
-    p.add_argument("submission", help="the student's .py file defining BatchNorm2d")
+    p = _Parser(prog=PROG, description="Grade BatchNorm2d homework submissions against the course's reference.")
+    p.add_argument("submission", nargs="?", help="a .py, .zip or .ipynb submission, or a folder with one entry per "
+                   "student (needs --out)")
     p.add_argument("--rubric", help="rubric YAML (default: rubrics/batchnorm.yaml)")
     p.add_argument("--no-train", action="store_true", help="skip the CIFAR-10 training stage")
     p.add_argument("--data", metavar="DIR", help="CIFAR-10: torchvision's cifar-10-batches-py or an image folder "
@@ -37,14 +45,22 @@ def _parser():
     p.add_argument("--cache", metavar="DIR", help="decoded data and baseline runs (default: $BN_GRADE_CACHE or "
                    "~/.cache/bn-grader)")
     p.add_argument("--no-download", action="store_true", help="never try to download CIFAR-10")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--json", metavar="PATH", help="write Gradescope-format results.json here")
-    p.add_argument("--out", metavar="DIR", help="write OUT/results.json and OUT/report.html")
-    p.add_argument("--report", metavar="PATH", help="write the HTML report here")
+    p.add_argument("--json", metavar="PATH", help="write Gradescope-format results.json here (one submission)")
+    p.add_argument("--out", metavar="DIR", help="write results.json and report.html (a class: OUT/<student>/...)")
+    p.add_argument("--report", metavar="PATH", help="write the HTML report here (one submission)")
+    p.add_argument("--junit", metavar="PATH", help="write JUnit XML, one testcase per check")
     p.add_argument("--fail-under", metavar="SCORE",
-                   help="exit 1 when the score is below SCORE points, or below a percentage such as 80%%")
+                   help="exit 1 when a score is below SCORE points, or below a percentage such as 80%%")
+    p.add_argument("--jobs", type=int, metavar="N", help="parallel graders for a class (default: the cores this "
+                   "job may use)")
+    p.add_argument("--shard", metavar="K/N", help="grade only shard K of N (by a hash of the student id)")
+    p.add_argument("--regrade", action="store_true", help="grade students that already have results in OUT")
+    p.add_argument("--gradebook", metavar="OUT", help="only rebuild OUT/gradebook.csv and OUT/summary.html")
+    p.add_argument("--gradescope", action="store_true", help="read /autograder/submission, write "
+                   "/autograder/results/results.json")
     p.add_argument("--lang", choices=("en", "zh"), help="language of titles, hints and the report (default: the "
                    "rubric's, else the locale's)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
     p.add_argument("--debug", action="store_true", help="show tracebacks of grader errors")
     return p
@@ -59,13 +75,17 @@ def _threshold(text, max_score):
     return value * max_score / 100.0 if percent else value
 
 
+def _below(result, fail_under) -> bool:
+    return fail_under is not None and result.score < _threshold(fail_under, result.max_score) - 1e-9
+
+
 def _check_submission(path: Path):
     if not path.exists():
-        raise UsageError(f"{path}: no such file")
+        raise UsageError(f"{path}: no such file or folder")
     if path.is_dir():
-        raise UsageError(f"{path}: is a folder; give the .py file that defines BatchNorm2d")
-    if path.suffix != ".py":
-        raise UsageError(f"{path}: not a .py file")
+        return
+    if path.suffix.lower() not in SUFFIXES:
+        raise UsageError(f"{path}: not a .py, .zip or .ipynb file")
     try:
         with open(path, "rb"):
             pass
@@ -79,6 +99,48 @@ def _check_writable(path: Path, flag):
         raise UsageError(f"{flag} {path}: is a folder")
     if parent.exists() and not os.access(parent, os.W_OK):
         raise UsageError(f"{flag} {path}: folder is not writable")
+
+
+def _gradescope_paths():
+    root = Path(os.environ.get("BN_GRADESCOPE_ROOT", "/autograder"))
+    return root / "submission", root / "results" / "results.json"
+
+
+def _validate(args):
+    if args.gradebook:
+        if not Path(args.gradebook).is_dir():
+            raise UsageError(f"--gradebook {args.gradebook}: no such folder")
+        return
+    if args.gradescope:
+        sub, results = _gradescope_paths()
+        args.submission, args.json = str(sub), str(results)
+    if not args.submission:
+        raise UsageError("the following arguments are required: submission")
+    sub = Path(args.submission)
+    _check_submission(sub)
+    batch = sub.is_dir() and not args.gradescope
+    if batch and not args.out:
+        raise UsageError(f"{sub}: is a folder: grading a class needs --out DIR (or give one .py/.zip/.ipynb)")
+    if batch and (args.json or args.report):
+        raise UsageError("--json/--report are for one submission; a class gets OUT/<student>/results.json")
+    if not batch and (args.shard or args.regrade or args.jobs):
+        raise UsageError("--shard, --regrade and --jobs are for a folder of submissions")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: must be at least 1")
+    if args.shard:
+        from grader.batch import Shard
+        try:
+            Shard.parse(args.shard)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if args.fail_under is not None:
+        _threshold(args.fail_under, 100.0)  # validate before the expensive part
+    for flag, value in (("--json", args.json), ("--report", args.report), ("--junit", args.junit)):
+        if value and not args.gradescope:
+            _check_writable(Path(value), flag)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
+    return batch
 
 
 def _training_stage(args, rubric):
@@ -95,43 +157,8 @@ def _training_stage(args, rubric):
         raise UsageError(str(e)) from None
 
 
-def run(args) -> int:
-    sub = Path(args.submission)
-    _check_submission(sub)
-    if args.fail_under is not None:
-        _threshold(args.fail_under, 100.0)  # validate before the expensive part
-    if args.json:
-        _check_writable(Path(args.json), "--json")
-    if args.report:
-        _check_writable(Path(args.report), "--report")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out}: exists and is not a folder")
-
-    # Idle OpenMP threads sleep instead of spinning: on a busy machine (a class graded in
-    # parallel, a shared server) spinning threads slowed training 2-50x in measurements here.
-    # Read once, when torch loads its OpenMP runtime, so it must be set before the import.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # torch, then the zygote at once: see grader/sandbox/zygote.py
-    from grader.sandbox import zygote
-    zyg = zygote.shared()
-
-    from grader import rubric as rubric_mod
-    from grader.grading import grade_file, known_checks, training_ids
-    from grader.output import gradescope, terminal
-
-    try:
-        rubric = rubric_mod.load(args.rubric, known_checks=known_checks())
-    except rubric_mod.RubricError as e:
-        raise UsageError(str(e)) from None
-    from grader.output.i18n import default_language
-    lang = args.lang or default_language(None if rubric.language == "auto" else rubric.language)
-
-    stage = None
-    if not args.no_train and training_ids(rubric):
-        stage = _training_stage(args, rubric)
-    result = grade_file(sub, rubric, zyg, stage=stage)
-    print(terminal.render(result, lang, colour=False if args.no_color else None))
-    from grader.output import report
+def _write_outputs(result, args, lang):
+    from grader.output import gradescope, report
     outputs = []
     if args.json:
         outputs.append((Path(args.json), gradescope.write_json, "Results"))
@@ -146,10 +173,87 @@ def run(args) -> int:
         except OSError as e:
             raise UsageError(f"{p}: cannot write: {e.strerror}") from None
         print(f"{label}: {p}")
-    if args.fail_under is not None and result.score < _threshold(args.fail_under, result.max_score) - 1e-9:
+
+
+def _single(args, rubric, zyg, stage, lang):
+    from grader import grading, intake
+    from grader.output import terminal
+
+    sub = Path(args.submission)
+    with tempfile.TemporaryDirectory(prefix="bn-grade-intake-") as staging:
+        student = intake.safe_id(sub.stem if sub.is_file() else sub.name)
+        got = intake.prepare(student, sub, Path(staging))
+        if got.error:
+            result = grading.not_gradable(str(sub), rubric, got.error, stage=stage, notes=got.notes)
+        else:
+            result = grading.grade_file(got.source, rubric, zyg, stage=stage, notes=got.notes)
+            result.submission = str(sub)
+    result.student = student
+    print(terminal.render(result, lang, colour=False if args.no_color else None))
+    _write_outputs(result, args, lang)
+    if args.junit:
+        from grader.output import junit
+        junit.write([result], args.junit)
+        print(f"JUnit: {args.junit}")
+    if _below(result, args.fail_under):
         print(f"Score {result.score:g} is below --fail-under {args.fail_under}", file=sys.stderr)
         return ExitStatus.BELOW_THRESHOLD
     return ExitStatus.OK
+
+
+def _batch(args, rubric, zyg, stage, lang):
+    from grader import batch, gradebook
+
+    out = Path(args.out)
+    results = batch.run(Path(args.submission), out, rubric, zyg, jobs=args.jobs or batch.default_jobs(),
+                        shard=batch.Shard.parse(args.shard) if args.shard else None, regrade=args.regrade,
+                        stage=stage, lang=lang, log=batch.stderr_log(args.quiet))
+    rows, matches = gradebook.rebuild(out, lang=lang)
+    print(f"Graded {len(results)} now; gradebook of {len(rows)} students: {out / 'gradebook.csv'}")
+    print(f"Summary: {out / 'summary.html'}" + (f" ({len(matches)} similar pairs flagged)" if matches else ""))
+    if args.junit:
+        from grader.output import junit
+        junit.write(results, args.junit)
+        print(f"JUnit: {args.junit}")
+    below = [r.student for r in results if _below(r, args.fail_under)]
+    if below:
+        print(f"{len(below)} below --fail-under {args.fail_under}: {', '.join(below[:20])}", file=sys.stderr)
+        return ExitStatus.BELOW_THRESHOLD
+    return ExitStatus.OK
+
+
+def run(args) -> int:
+    batch = _validate(args)
+    if args.gradebook:
+        from grader import gradebook
+        rows, matches = gradebook.rebuild(Path(args.gradebook), lang=args.lang or "en")
+        print(f"Gradebook of {len(rows)} students: {Path(args.gradebook) / 'gradebook.csv'}; "
+              f"{len(matches)} similar pairs")
+        return ExitStatus.OK
+
+    # Idle OpenMP threads sleep instead of spinning: on a busy machine (a class graded in
+    # parallel, a shared server) spinning threads slowed training 2-50x in measurements here.
+    # Read once, when torch loads its OpenMP runtime, so it must be set before the import.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # torch, then the zygote at once: see grader/sandbox/zygote.py
+    from grader.sandbox import zygote
+    zyg = zygote.shared()
+
+    from grader import rubric as rubric_mod
+    from grader.grading import known_checks, training_ids
+    from grader.output.i18n import default_language
+
+    try:
+        rubric = rubric_mod.load(args.rubric, known_checks=known_checks())
+    except rubric_mod.RubricError as e:
+        raise UsageError(str(e)) from None
+    lang = args.lang or default_language(None if rubric.language == "auto" else rubric.language)
+    stage = None
+    if not args.no_train and training_ids(rubric):
+        stage = _training_stage(args, rubric)
+    if batch:
+        return _batch(args, rubric, zyg, stage, lang)
+    return _single(args, rubric, zyg, stage, lang)
 
 
 def main(argv: list[str] | None = None) -> int:

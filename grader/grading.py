@@ -50,8 +50,35 @@ class _LoadFailed(Exception):
         self.status, self.reason = status, reason
 
 
-def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = None, stage=None) -> GradeResult:
-    """stage: a grader.training.stage.Stage, or None to leave the training checks out (--no-train)."""
+def _not_run(ids, reason, cuda):
+    # every check of a submission that could not be loaded: zero, with the reason; checks this
+    # machine cannot run stay out of the maximum as for everyone
+    return [CheckOutcome(cid, None, skipped=battery.not_applicable(cid, cuda)) if battery.not_applicable(cid, cuda)
+            else CheckOutcome(cid, False, f"not run: {reason.splitlines()[0]}") for cid in ids]
+
+
+def not_gradable(label: str, rubric, reason: str, status=RunStatus.ERROR, stage=None, cuda: bool | None = None,
+                 notes=(), digest: str = "") -> GradeResult:
+    """The zero row of a submission that never reached the sandbox (an unreadable zip, no
+    BatchNorm2d anywhere, a grader failure): same checks and maximum as everyone's."""
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    outcomes = _not_run(check_ids(rubric), reason, cuda)
+    t_ids = training_ids(rubric)
+    if stage is None:
+        outcomes += [CheckOutcome(cid, None, skipped="training stage not run (--no-train)") for cid in t_ids]
+    else:
+        outcomes += [CheckOutcome(cid, False, f"not run: {reason.splitlines()[0]}") for cid in t_ids]
+    scored, not_run, total, maximum = scoring.score(outcomes, rubric, False)
+    return GradeResult(submission=label, submission_hash=digest, status=status, reason=reason, checks=scored,
+                       score=total, max_score=maximum, facts=run_facts(rubric, cuda), seconds=0.0, not_run=not_run,
+                       notes=list(notes))
+
+
+def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = None, stage=None, threads: int = 1,
+               notes=()) -> GradeResult:
+    """stage: a grader.training.stage.Stage, or None to leave the training checks out (--no-train).
+    threads: torch threads of the sandboxed worker for the checks."""
     t0 = time.monotonic()
     path = Path(path)
     raw = path.read_bytes()
@@ -65,7 +92,7 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
 
     def open_session():
         try:
-            s = zygote.spawn(str(path), rubric.limits)
+            s = zygote.spawn(str(path), rubric.limits, threads=threads)
         except SandboxError as e:
             raise _LoadFailed(RunStatus.TIMEOUT if e.kind == "timeout" else RunStatus.ERROR, str(e)) from None
         sessions.append(s)
@@ -84,9 +111,7 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
             outcomes = battery.run(ctx, ids, deadline)
         except _LoadFailed as e:
             status, reason = e.status, e.reason
-            outcomes = [CheckOutcome(cid, None, skipped=battery.not_applicable(cid, cuda))
-                        if battery.not_applicable(cid, cuda)
-                        else CheckOutcome(cid, False, f"not run: {e.reason.splitlines()[0]}") for cid in ids]
+            outcomes = _not_run(ids, e.reason, cuda)
     finally:
         output = "".join(s.close(rubric.limits.output_bytes) for s in sessions)
     t_ids = training_ids(rubric)
@@ -111,4 +136,4 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
         flags.append("timeout")
     return GradeResult(submission=str(path), submission_hash=digest, status=status, reason=reason, checks=scored,
                        score=total, max_score=maximum, facts=facts, seconds=round(time.monotonic() - t0, 3),
-                       student_output=output, not_run=not_run, flags=flags, training=training)
+                       student_output=output, not_run=not_run, flags=flags, training=training, notes=list(notes))

@@ -96,6 +96,8 @@ class GradeResult:
     not_run: list = field(default_factory=list)  # [(what, why)]
     flags: list = field(default_factory=list)
     training: dict | None = None  # the training stage's facts and curves (extra_data.training)
+    notes: list = field(default_factory=list)  # from intake: which file of a folder/zip/notebook was graded
+    student: str = ""  # the student id in a batch
 
     def to_dict(self) -> dict:
         return asdict(self)

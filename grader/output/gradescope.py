@@ -34,6 +34,7 @@ def to_gradescope(r: GradeResult, lang: str = "en") -> dict:
     lines = [f"Score {summary_line(r)} ({r.status.value})"]
     if r.reason:
         lines.append(r.reason)
+    lines += [f"Note: {n}" for n in r.notes]
     for what, why in r.not_run:
         lines.append(f"Not run: {what}: {why}")
     f = r.facts
@@ -42,7 +43,9 @@ def to_gradescope(r: GradeResult, lang: str = "en") -> dict:
         "device": f.device, "rubric": f.rubric_path, "rubric_hash": f.rubric_hash, "submission": r.submission,
         "submission_hash": r.submission_hash, "grader_version": f.grader_version, "python": f.python,
         "max_score": r.max_score, "flags": r.flags, "not_run": [{"check": a, "reason": b} for a, b in r.not_run],
-        "checks": {s.outcome.check_id: {"passed": s.passed, "diagnosis": s.outcome.diagnosis.code
+        "student": r.student, "notes": r.notes,
+        "checks": {s.outcome.check_id: {"passed": s.passed, "score": s.score, "max_score": s.max_score,
+                                        "advisory": s.advisory, "diagnosis": s.outcome.diagnosis.code
                                         if s.outcome.diagnosis else None,
                                         "metrics": asdict(s.outcome.metrics) if s.outcome.metrics else None,
                                         "builtin_ops": s.outcome.builtin_ops}

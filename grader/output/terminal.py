@@ -19,6 +19,7 @@ def render(r: GradeResult, lang: str = "en", colour: bool | None = None, show_ou
     out = [c("1", f"BatchNorm grader — {os.path.basename(r.submission)}")]
     if r.reason:
         out.append(c("31", f"{r.status.value}: ") + r.reason)
+    out.extend(c("2", f"note: {n}") for n in r.notes)
     width = max((len(s.outcome.check_id) for s in r.checks), default=10)
     for s in r.checks:
         if s.advisory:

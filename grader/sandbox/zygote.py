@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -96,6 +97,8 @@ class Zygote:
         self.pid = pid
         self._ctrl = ours
         self._buf = b""
+        # batch grading calls spawn/reap from several threads: one exchange at a time
+        self._lock = threading.Lock()
 
     def _readline(self):
         while b"\n" not in self._buf:
@@ -115,15 +118,17 @@ class Zygote:
         shutil.copyfile(submission_path, os.path.join(workdir, filename))
         capture = os.path.join(root, "output.txt")
         req = {"op": "spawn", "workdir": workdir, "filename": filename, "capture": capture, "threads": threads}
-        self._ctrl.sendall(json.dumps(req).encode() + b"\n")
-        msg, fds, _, _ = socket.recv_fds(self._ctrl, 4096, 1)
-        self._buf += msg
-        info = self._readline()
+        with self._lock:
+            self._ctrl.sendall(json.dumps(req).encode() + b"\n")
+            msg, fds, _, _ = socket.recv_fds(self._ctrl, 4096, 1)
+            self._buf += msg
+            info = self._readline()
         return Session(self, info["pid"], fds[0], root, capture, limits)
 
     def reap(self, pid):
-        self._ctrl.sendall(json.dumps({"op": "reap", "pid": pid}).encode() + b"\n")
-        return self._readline()["code"]
+        with self._lock:
+            self._ctrl.sendall(json.dumps({"op": "reap", "pid": pid}).encode() + b"\n")
+            return self._readline()["code"]
 
     def close(self):
         try:
