@@ -126,9 +126,12 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
         training = stage.info(runs)
         if t_output.strip():
             output += ("\n" if output else "") + "[training]\n" + t_output
+    sandbox = dict(sessions[0].loaded.get("sandbox") or {}) if sessions else {}
     static_violation = any(f.in_class for f in findings)
     scored, not_run, total, maximum = scoring.score(outcomes, rubric, static_violation)
     flags = list(train_flags)
+    if sandbox and not sandbox.get("network_isolated", False):
+        flags.append("child_had_network")
     if any(not s.passed and s.outcome.check_id == scoring.BUILTIN for s in scored):
         flags.append("builtin_norm")
     timeouts = [o for o in outcomes if "took longer than" in o.message]
@@ -136,4 +139,4 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
         flags.append("timeout")
     return GradeResult(submission=str(path), submission_hash=digest, status=status, reason=reason, checks=scored,
                        score=total, max_score=maximum, facts=facts, seconds=round(time.monotonic() - t0, 3),
-                       student_output=output, not_run=not_run, flags=flags, training=training, notes=list(notes))
+                       student_output=output, not_run=not_run, flags=flags, training=training, notes=list(notes), sandbox=sandbox)

@@ -98,6 +98,7 @@ class GradeResult:
     training: dict | None = None  # the training stage's facts and curves (extra_data.training)
     notes: list = field(default_factory=list)  # from intake: which file of a folder/zip/notebook was graded
     student: str = ""  # the student id in a batch
+    sandbox: dict = field(default_factory=dict)  # how the worker was confined: network, user
 
     def to_dict(self) -> dict:
         return asdict(self)

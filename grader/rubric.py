@@ -43,6 +43,9 @@ class Limits:
     call_seconds: float = 10.0  # one request (a forward, a backward, ...)
     total_seconds: float = 120.0  # the whole sandboxed session
     output_bytes: int = 20000  # captured student prints kept for the report
+    memory_mb: int = 4096  # address space a worker may add (CPU runs; CUDA needs its own reservations)
+    file_mb: int = 64  # largest file a worker may write, its captured output included
+    processes: int = 64  # processes a worker may start
 
 
 @dataclass
@@ -206,7 +209,9 @@ def load(path: str | Path | None = None, known_checks: typing.Iterable[str] = ()
             if tol.rtol < 0 or tol.atol < 0:
                 raise RubricError(f"{path}: {where}.{dt}: tolerances must not be negative")
     for name, val in ("load_seconds", rubric.limits.load_seconds), ("call_seconds", rubric.limits.call_seconds), \
-            ("total_seconds", rubric.limits.total_seconds), ("output_bytes", rubric.limits.output_bytes):
+            ("total_seconds", rubric.limits.total_seconds), ("output_bytes", rubric.limits.output_bytes), \
+            ("memory_mb", rubric.limits.memory_mb), ("file_mb", rubric.limits.file_mb), \
+            ("processes", rubric.limits.processes):
         if val <= 0:
             raise RubricError(f"{path}: limits.{name}: must be positive")
     t = rubric.training

@@ -1,5 +1,5 @@
-"""Near-identical submissions across a class (parent process; tokenizes and parses student code,
-never executes it).
+"""Near-identical submissions across a class (parent process; tokenizes student code, never
+executes it).
 
 Owns the normalised token stream of a submission, the k-gram fingerprints, the pair score and
 the matching line spans that explain a flag. A flag is for an instructor to look at: it never
@@ -12,7 +12,6 @@ where |s| is the number of counted k-grams of s (with repeats). It is symmetric,
 submissions whose own code is the same after normalisation, and it ignores the order of the
 k-grams, so moving a method only costs the few k-grams that straddle its edges.
 """
-import ast
 import builtins
 import io
 import keyword
@@ -23,8 +22,8 @@ from dataclasses import dataclass
 
 MAX_SPANS = 10
 # two regions this close (lines between them, on both sides, in the same order) are shown as
-# one: a line inserted, changed or deleted in the copy splits one matching region into two
-LINE_GAP = 1
+# one: a statement changed in the copy, or left out as a common idiom, splits a region in two
+LINE_GAP = 2
 _BUILTINS = frozenset(dir(builtins))
 _ASSIGN_OPS = frozenset({"=", "+=", "-=", "*=", "/=", "//=", "%=", "**=", "@=", "&=", "|=", "^=",
                          ">>=", "<<=", ":="})
@@ -50,45 +49,58 @@ class Match:
     spans: list[Span]  # longest first, at most MAX_SPANS
 
 
-def _bound_names(source, toks):
-    """(names, attributes) the file itself binds: variables, parameters, imports and defs;
-    attributes it assigns and method names. Kept apart, so a local `mean` does not turn every
-    `.mean(` of the file into 'ID' (and a copy that renamed the local into something else)."""
+def _bound_names(toks):
+    """(names, attributes) the file itself binds: assignment targets, parameters, loop and `as`
+    targets, imports, defs; attributes it assigns, method names and identifier-like strings.
+    Kept apart, so a local `mean` does not turn the file's `.mean(` calls into 'ID'. From the
+    tokens, not the ast: a broken file has tokens too, and ast.walk costs more than tokenize."""
     names, attrs = set(), set()
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        # no tree: a name right after def/class/as or right before an assignment is bound
-        for i, t in enumerate(toks):
-            if t.type != tokenize.NAME:
-                continue
-            prev = toks[i - 1].string if i else ""
-            nxt = toks[i + 1].string if i + 1 < len(toks) else ""
-            if prev in ("def", "class"):
-                names.add(t.string)
-                attrs.add(t.string)
-            elif nxt in _ASSIGN_OPS:
-                (attrs if prev == "." else names).add(t.string)
-            elif prev == "as":
-                names.add(t.string)
-        return names, attrs
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-            attrs.add(node.name)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            names.add(node.id)
-        elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
-            attrs.add(node.attr)
-        elif isinstance(node, ast.alias):
-            names.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
-            # register_buffer("running_mean", ...) and getattr(self, "running_mean") name an
-            # attribute the student chose, so renaming it must not change the tokens
-            attrs.add(node.value)
+    line = []
+    for t in toks:
+        if t.type == tokenize.NEWLINE or t.type == tokenize.ENDMARKER:
+            _bind_line(line, names, attrs)
+            line = []
+        elif t.type == tokenize.NAME or t.type == tokenize.OP:
+            line.append(t.string)
+        elif t.type == tokenize.STRING:
+            # register_buffer("running_mean", ...), getattr(self, "running_mean"): an attribute
+            # the student named, so renaming it must not change the tokens
+            v = t.string.lstrip("rRbBuU").strip("'\"")
+            if v.isidentifier():
+                attrs.add(v)
+    _bind_line(line, names, attrs)
     return names, attrs
+
+
+def _bind_line(line, names, attrs):
+    depth, last_assign = 0, -1
+    for i, s in enumerate(line):
+        if s in "([{":
+            depth += 1
+        elif s in ")]}":
+            depth -= 1
+        elif depth == 0 and s in _ASSIGN_OPS:
+            last_assign = i
+    is_def = line[:1] == ["def"] or line[:2] == ["async", "def"]
+    target = False  # between for and in, lambda and its colon
+    for i, s in enumerate(line):
+        if s in ("for", "lambda"):
+            target = True
+        elif s in ("in", ":"):
+            target = False
+        if not s.isidentifier() or keyword.iskeyword(s):
+            continue
+        prev = line[i - 1] if i else ""
+        nxt = line[i + 1] if i + 1 < len(line) else ""
+        if prev in ("def", "class"):
+            names.add(s)
+            attrs.add(s)
+        elif prev == ".":
+            if i < last_assign:
+                attrs.add(s)
+        elif i < last_assign or target or prev in ("as", "import", "global", "nonlocal") or nxt == ":=" or \
+                (is_def and prev in ("(", ",", "*", "**") and nxt in (",", ")", "=", ":")):
+            names.add(s)
 
 
 def _raw_tokens(source):
@@ -110,7 +122,7 @@ def normalise(source: str) -> list[tuple[str, int]]:
     only a string), line breaks, indentation and a trailing comma before a closing bracket are
     dropped. A source that does not tokenize gives the tokens before the error; never raises."""
     toks = _raw_tokens(source)
-    names, attrs = _bound_names(source, toks)
+    names, attrs = _bound_names(toks)
     out, line, fdepth = [], [], 0
     prev = None  # previous significant raw token, to tell `.attr` from a plain name
 
@@ -202,75 +214,92 @@ def similar_pairs(sources: dict[str, str], template: str | None = None, threshol
         # in more than half the class: an idiom from the slides or a snippet everyone was given
         ignored |= {g for g, c in df.items() if 2 * c > len(ids)}
 
-    # A k-gram's n-th occurrence in a file is its own element, so the size of a set
-    # intersection is the multiset overlap sum_g min(count_a(g), count_b(g)).
-    elements, counted = [], {}
+    # A k-gram's n-th occurrence in a file is an element of its own (n > 1: hashed with n), so
+    # the size of a set intersection is the multiset overlap sum_g min(count_a(g), count_b(g)).
+    # Elements are ordered rarest first, ties by hash, the same order in every file: the prefix
+    # filter below needs one global order.
+    rank = {g: r for r, g in enumerate(sorted(df, key=lambda g: (df[g], g))) if g not in ignored}
+    rows, counted = [], {}
     for s in ids:
-        nth, row = Counter(), []
-        for g in grams[s]:
-            if g not in ignored:
-                nth[g] += 1
-                row.append((df[g], hash((g, nth[g]))))
-        row.sort()  # rarest first: the order the prefix filter below needs
-        elements.append(row)
-        counted[s] = nth.keys()
-    sets = [{e for _, e in row} for row in elements]
+        c = Counter(g for g in grams[s] if g in rank)
+        row = sorted(c, key=rank.__getitem__)
+        if len(row) < c.total():
+            row = [e for g in row for e in [g] + [hash((g, n)) for n in range(2, c[g] + 1)]]
+        rows.append(row)
+        counted[s] = c.keys()
+    sets = [set(row) for row in rows]
 
     # Prefix filter (as in set-similarity joins): Dice >= t needs an overlap
     # o >= t * |A| / (2 - t) on either side, and two sets that overlap in o elements share one
     # of their |A| - o + 1 rarest elements. Indexing only those keeps the common-but-not-ignored
     # k-grams (a formula line half the class wrote alike) from costing every pair that has them.
-    t = max(threshold, 0.0)
+    t = min(max(threshold, 0.0), 1.0)
     index, candidates = defaultdict(list), set()
-    for i, row in enumerate(elements):
-        need = math.ceil(t * len(row) / (2 - t) - 1e-9) if t < 2 else len(row) + 1
-        for _, e in row[:len(row) - max(need, 1) + 1]:
+    for i, row in enumerate(rows):
+        need = math.ceil(t * len(row) / (2 - t) - 1e-9)
+        for e in row[:len(row) - max(need, 1) + 1]:
             for j in index[e]:
                 candidates.add((j, i))
             index[e].append(i)
 
-    out = []
+    out, shown = [], {}
     for i, j in sorted(candidates):
         score = 2 * len(sets[i] & sets[j]) / (len(sets[i]) + len(sets[j]))
         if score >= threshold:
             a, b = ids[i], ids[j]
+            for s in (a, b):
+                if s not in shown:
+                    shown[s] = _ignored_tokens(grams[s], ignored, k)
             both = counted[a] & counted[b]
-            out.append(Match(a, b, score, _spans(grams[a], streams[a], grams[b], streams[b], both, k)))
+            out.append(Match(a, b, score, _spans(grams[a], streams[a], shown[a], grams[b], streams[b], shown[b],
+                                                 both, k)))
     out.sort(key=lambda m: (-m.score, m.a, m.b))
     return out
 
 
-def _spans(ga, sa, gb, sb, both, k):
+def _ignored_tokens(grams, ignored, k):
+    """1 for each token inside an ignored (template or common) k-gram."""
+    marks, end = bytearray(len(grams) + k - 1), 0
+    for i, g in enumerate(grams):
+        if g in ignored:
+            marks[max(i, end):i + k] = b"\1" * (i + k - max(i, end))
+            end = i + k
+    return marks
+
+
+def _spans(ga, sa, ma, gb, sb, mb, both, k):
     where_b = defaultdict(list)
     for j, g in enumerate(gb):
         if g in both:
             where_b[g].append(j)
-    diagonals = defaultdict(list)  # j - i -> k-gram starts i in a, ascending
+    runs = []  # (first, last k-gram start in a, diagonal j - i)
+    na, nb = len(ga), len(gb)
     for i, g in enumerate(ga):
-        if g in both:
-            for j in where_b[g]:
-                diagonals[j - i].append(i)
-    runs = []  # (first, last k-gram start in a, diagonal)
-    for d, starts in diagonals.items():
-        first = last = starts[0]
-        for i in starts[1:]:
-            if i != last + 1:
-                runs.append((first, last, d))
-                first = i
-            last = i
-        runs.append((first, last, d))
+        for j in where_b.get(g, ()):
+            if i and j and ga[i - 1] == gb[j - 1] and ga[i - 1] in both:
+                continue  # inside the run that starts further up this diagonal
+            d, e = j - i, i + 1
+            while e < na and e + d < nb and ga[e] == gb[e + d] and ga[e] in both:
+                e += 1
+            runs.append((i, e - 1, d))
     # greedy tiling, longest run first: a statement that occurs twice (the two moving-average
     # updates normalise alike) also matches off the true diagonal, and loses to the long run
     runs.sort(key=lambda r: (r[0] - r[1], 2 * r[0] + r[2], r[0]))
     used_a, used_b = bytearray(len(sa)), bytearray(len(sb))
     tiles = []
     for first, last, d in runs:
-        a0, a1, b0, b1 = first, last + k - 1, first + d, last + d + k - 1
-        if any(used_a[a0:a1 + 1]) or any(used_b[b0:b1 + 1]):
+        a0, a1, b0, b1 = first, last + k, first + d, last + d + k  # token ranges, end exclusive
+        if used_a.find(1, a0, a1) >= 0 or used_b.find(1, b0, b1) >= 0:
             continue
-        used_a[a0:a1 + 1] = b"\1" * (a1 - a0 + 1)
-        used_b[b0:b1 + 1] = b"\1" * (b1 - b0 + 1)
-        tiles.append(Span((sa[a0][1], sa[a1][1]), (sb[b0][1], sb[b1][1])))
+        used_a[a0:a1] = b"\1" * (a1 - a0)
+        used_b[b0:b1] = b"\1" * (b1 - b0)
+        # a k-gram across the edge of the template (or of a common idiom) counts, but the
+        # template's side of it is nobody's own code: shown from the first token that is
+        while a1 - a0 > 1 and ma[a0] and mb[b0]:
+            a0, b0 = a0 + 1, b0 + 1
+        while a1 - a0 > 1 and ma[a1 - 1] and mb[b1 - 1]:
+            a1, b1 = a1 - 1, b1 - 1
+        tiles.append(Span((sa[a0][1], sa[a1 - 1][1]), (sb[b0][1], sb[b1 - 1][1])))
 
     tiles.sort(key=lambda s: (s.a_lines, s.b_lines))
     merged = []
@@ -288,8 +317,8 @@ def _spans(ga, sa, gb, sb, both, k):
 
 
 def explain(match: Match, sources: dict[str, str], context: int = 0) -> str:
-    """Plain text: the pair and score, then per span "a 12-30 ~ b 40-58" and its first
-    1 + context lines on each side."""
+    """Plain text: the pair and its score, then per span "a 12-30 ~ b 40-58" and the span's first
+    1 + context non-blank lines on each side."""
     a_lines = (sources.get(match.a) or "").splitlines()
     b_lines = (sources.get(match.b) or "").splitlines()
     width = max(len(match.a), len(match.b))
@@ -297,7 +326,6 @@ def explain(match: Match, sources: dict[str, str], context: int = 0) -> str:
     for sp in match.spans:
         out.append(f"  {match.a} {sp.a_lines[0]}-{sp.a_lines[1]} ~ {match.b} {sp.b_lines[0]}-{sp.b_lines[1]}")
         for who, lines, (lo, hi) in ((match.a, a_lines, sp.a_lines), (match.b, b_lines, sp.b_lines)):
-            for n in range(lo, min(hi, lo + context) + 1):
-                text = lines[n - 1].rstrip() if 0 < n <= len(lines) else ""
-                out.append(f"    {who:<{width}} {n:>4} | {text}")
+            shown = [n for n in range(lo, min(hi, len(lines)) + 1) if lines[n - 1].strip()][:1 + context]
+            out.extend(f"    {who:<{width}} {n:>4} | {lines[n - 1].rstrip()}" for n in shown)
     return "\n".join(out)

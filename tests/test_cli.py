@@ -54,8 +54,8 @@ def test_broken_submission_is_a_graded_zero_not_a_traceback(capsys):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["/nonexistent/sub.py"], "/nonexistent/sub.py: no such file"),
-    ([str(ROOT / "tests")], "is a folder"),
-    ([str(ROOT / "pyproject.toml")], "not a .py file"),
+    ([str(ROOT / "tests")], "is a folder: grading a class needs --out"),
+    ([str(ROOT / "pyproject.toml")], "not a .py, .zip or .ipynb file"),
     ([GOOD, "--fail-under", "lots"], "--fail-under: 'lots' is not a number"),
     ([GOOD, "--bogus"], "unrecognized arguments: --bogus"),
     ([], "the following arguments are required: submission"),

@@ -59,20 +59,23 @@ def test_worker_runs_in_a_scratch_copy_with_a_clean_environment(tmp_path, grade,
     assert not os.path.exists(cwd)  # removed after grading
 
 
-def test_timeout_kills_the_whole_process_group(tmp_path, quick_rubric):
-    pidfile = tmp_path / "pids"
+def test_timeout_kills_every_process_it_started(tmp_path, quick_rubric):
+    # a plain child, and a double-forked one in its own session: both must be gone
     sub = write(tmp_path, "spawner.py", _template(
         "import subprocess, time\n"
-        f"        p = subprocess.Popen(['sleep', '300']); open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "        p = subprocess.Popen(['sleep', '300'])\n"
+        "        q = subprocess.Popen(['setsid', 'sh', '-c', 'sleep 301 & echo $!'], stdout=subprocess.PIPE)\n"
+        "        escaped = q.stdout.readline().decode().strip()\n"
+        "        print('PIDS', p.pid, escaped, flush=True)\n"
         "        time.sleep(300)"))
     s = ZYGOTE.spawn(str(sub), quick_rubric.limits)
     s.request({"op": "build", "handle": "a", "args": [3, 4]})
     with pytest.raises(SandboxError) as e:
         s.request({"op": "forward", "handle": "a", "x": torch.randn(2, 3, 2, 2), "mode": "train", "grad": True})
     assert e.value.kind == "timeout"
+    pids = [int(p) for p in s.output(10000).split("PIDS ", 1)[1].split()[:2]]
     s.close(1000)
-    grandchild = int(pidfile.read_text())
-    for pid in (s.pid, grandchild):
+    for pid in [s.pid] + pids:
         assert not _alive(pid), pid
 
 

@@ -247,6 +247,11 @@ def _covers(span_range, lines):
     return span_range[0] <= lines[0] and lines[1] <= span_range[1]
 
 
+def _overlap(spans, lines):
+    """How many of `lines` (a range in submission a) the spans cover at most."""
+    return max([min(s.a_lines[1], lines[1]) - max(s.a_lines[0], lines[0]) + 1 for s in spans] + [0])
+
+
 def test_normalise_drops_names_layout_comments_and_docstrings():
     plain = "def f(x, n):\n    y = x.mean(dim=(0, 2), keepdim=True) * 2\n    return len(y), 'a'\n"
     dressed = ('def g(inp, count):\n    """Doc."""\n    # a comment\n    out = (\n        inp.mean(\n'
@@ -265,12 +270,11 @@ def test_renamed_reformatted_copy_is_flagged_with_forward_spans():
     matches = similar_pairs({"alice": ALICE, "bob": BOB, "dave": DAVE}, template=TEMPLATE)
     m = _pair(matches, "alice", "bob")
     assert m is not None and m.score >= 0.8, matches
-    fa = _lines(ALICE, "def forward", "return Y")
-    fb = _lines(BOB, "def forward", "return out")
+    # forward's body on both sides, from its first statement; `def forward` is the template's
+    fa = _lines(ALICE, "if self.moving_mean.device", "return Y")
+    fb = _lines(BOB, "if self.run_mu.device", "return out")
     assert any(_covers(s.a_lines, fa) and _covers(s.b_lines, fb) for s in m.spans), m.spans
-    # the template's __init__ explains nothing, so no span lies wholly inside it
-    init_a = _lines(ALICE, "def __init__", "self.eps = eps")
-    assert not any(init_a[0] <= s.a_lines[0] and s.a_lines[1] < init_a[1] for s in m.spans), m.spans
+    assert all(s.a_lines[0] >= fa[0] and s.b_lines[0] >= fb[0] for s in m.spans), m.spans
 
 
 def test_reordered_methods_still_flagged():
@@ -317,15 +321,16 @@ def test_idiom_shared_by_most_of_the_class_is_ignored():
     # in a class of two the rule does not apply, and the pasted snippet is most of what they share
     two = _pair(similar_pairs({"eve": cls["eve"], "frank": cls["frank"]}, template=TEMPLATE, threshold=0.0),
                 "eve", "frank")
-    assert two.score >= 0.5 and any(s.a_lines[1] >= snippet[0] + 5 for s in two.spans), two
+    assert two.score >= 0.5 and any(_covers(s.a_lines, snippet) for s in two.spans), two
     assert similar_pairs(cls, template=TEMPLATE) == []
     six = _pair(similar_pairs(cls, template=TEMPLATE, threshold=0.0), "eve", "frank")
-    assert six is None or (six.score < 0.15 and not any(s.a_lines[1] > snippet[0] for s in six.spans)), six
+    # what is left is a k-gram or two across the end of forward and the snippet's first lines
+    assert six is None or (six.score < 0.1 and _overlap(six.spans, snippet) <= 3), six
     # a copy in that class is still found, and by its own code
     cls["bob"] = BOB + SELF_CHECK
     m = _pair(similar_pairs(cls, template=TEMPLATE), "alice", "bob")
     assert m is not None and m.score >= 0.8
-    assert not any(s.a_lines[1] > _lines(cls["alice"], '__name__ == "__main__"') for s in m.spans), m.spans
+    assert _overlap(m.spans, _lines(cls["alice"], '__name__ == "__main__"', "all good")) <= 3, m.spans
 
 
 def test_broken_sources_do_not_crash():
@@ -345,11 +350,14 @@ def test_broken_sources_do_not_crash():
         assert isinstance(toks, list), name
         if name not in ("empty", "garbage", "tabs"):
             assert len(toks) > 100, (name, len(toks))  # the part before the error still counts
-    matches = similar_pairs({"alice": ALICE, **broken}, template=TEMPLATE)
-    assert _pair(matches, "alice", "missing_colon").score > 0.9
-    assert _pair(matches, "alice", "open_paren") is not None
-    for m in matches:
-        explain(m, {"alice": ALICE, **broken}, context=2)
+    everyone = {"alice": ALICE, **broken}
+    for m in similar_pairs(everyone, template=TEMPLATE, threshold=0.0):
+        explain(m, everyone, context=2)
+    # one at a time (together they are most of the class, so Alice's code would be an idiom)
+    for name in ("missing_colon", "open_paren", "bad_dedent", "null_byte"):
+        m = _pair(similar_pairs({"alice": ALICE, name: broken[name]}, template=TEMPLATE), "alice", name)
+        assert m is not None and m.spans, name
+    assert _pair(similar_pairs({"alice": ALICE, "x": broken["missing_colon"]}), "alice", "x").score > 0.95
 
 
 def test_deterministic_and_symmetric():
@@ -362,20 +370,23 @@ def test_deterministic_and_symmetric():
     assert [m.score for m in first] == sorted((m.score for m in first), reverse=True)
     # swap who is who: the same score, the spans mirrored
     m = _pair(first, "alice", "bob")
-    swapped = _pair(similar_pairs({"zed": ALICE, "bob": BOB}, template=TEMPLATE), "bob", "zed")
-    assert swapped.score == m.score
+    sources["zed"] = sources.pop("alice")
+    swapped = _pair(similar_pairs(sources, template=TEMPLATE), "bob", "zed")
+    assert m.spans and swapped.score == m.score
     assert sorted((s.b_lines, s.a_lines) for s in swapped.spans) == sorted((s.a_lines, s.b_lines) for s in m.spans)
 
 
 def test_explain_names_the_ranges_and_shows_the_lines():
-    m = Match("alice", "bob", 0.93, [Span((20, 40), (22, 50))])
+    m = Match("alice", "bob", 0.93, [Span((20, 40), (26, 50))])
     text = explain(m, {"alice": ALICE, "bob": BOB}, context=1)
-    assert "alice 20-40 ~ bob 22-50" in text and "0.93" in text
-    assert ALICE.splitlines()[19].strip() in text and ALICE.splitlines()[20].strip() in text
-    assert BOB.splitlines()[21].strip() in text and BOB.splitlines()[22].strip() not in text.split("bob 22-50")[0]
+    assert "alice 20-40 ~ bob 26-50" in text and "0.93" in text
+    # the first two non-blank lines of each side (Bob's line 27 is blank)
+    assert "alice   20 |     def forward(self, X):" in text and "alice   21 |" in text and "alice   22" not in text
+    assert "bob     26 |             self.run_sq" in text and "bob     28 |" in text and "bob     27" not in text
     real = similar_pairs({"alice": ALICE, "bob": BOB}, template=TEMPLATE)[0]
     lines = explain(real, {"alice": ALICE, "bob": BOB}).splitlines()
     assert re.fullmatch(r"  alice \d+-\d+ ~ bob \d+-\d+", lines[1]) and len(lines) == 1 + 3 * len(real.spans)
+    assert lines[2].endswith("if self.moving_mean.device != X.device:")
 
 
 _WORDS = ["mu", "var", "tmp", "acc", "h", "z", "out", "stat", "norm", "buf", "s", "q", "w", "m", "d"]
@@ -396,15 +407,20 @@ def _expr(rng, names, depth):
     return f"({_expr(rng, names, depth - 1)} {op} {_expr(rng, names, depth - 1)})"
 
 
-def _synthetic(rng, n_lines=70):
+def _synthetic(rng, n_statements=55):
     names = [f"{w}{rng.randint(0, 99)}" for w in rng.sample(_WORDS, 6)]
     body = []
-    for i in range(n_lines):
-        if rng.random() < 0.15:
+    for i in range(n_statements):
+        r = rng.random()
+        if r < 0.1:
+            body.append(f"        # step {i}: {rng.choice(_WORDS)} {rng.choice(_METHODS)}")
+        elif r < 0.2:
+            body.append("")
+        if r < 0.15:
             body.append(f"        if {rng.choice(names)}.dim() == {rng.randint(2, 4)}:")
             body.append(f"            {rng.choice(names)} = {_expr(rng, names, 2)}")
         else:
-            body.append(f"        {rng.choice(names)} = {_expr(rng, names, 3)}")
+            body.append(f"        {rng.choice(names)} = {_expr(rng, names, rng.choice((1, 2, 2, 3)))}")
     # the lines every correct solution has: in more than half the class, so ignored
     body.append("        self.moving_mean = self.momentum * self.moving_mean + (1 - self.momentum) * mean")
     body.append(f"        return self.gamma * {names[0]} + self.beta")

@@ -43,7 +43,7 @@ def to_gradescope(r: GradeResult, lang: str = "en") -> dict:
         "device": f.device, "rubric": f.rubric_path, "rubric_hash": f.rubric_hash, "submission": r.submission,
         "submission_hash": r.submission_hash, "grader_version": f.grader_version, "python": f.python,
         "max_score": r.max_score, "flags": r.flags, "not_run": [{"check": a, "reason": b} for a, b in r.not_run],
-        "student": r.student, "notes": r.notes,
+        "student": r.student, "notes": r.notes, "sandbox": r.sandbox,
         "checks": {s.outcome.check_id: {"passed": s.passed, "score": s.score, "max_score": s.max_score,
                                         "advisory": s.advisory, "diagnosis": s.outcome.diagnosis.code
                                         if s.outcome.diagnosis else None,

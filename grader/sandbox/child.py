@@ -15,7 +15,7 @@ import traceback
 import torch
 from torch.overrides import TorchFunctionMode
 
-from grader.sandbox import wire
+from grader.sandbox import confine, wire
 from reference import lenet  # the harness only: reference.batchnorm is never imported here
 
 # aten ops that compute a normalisation for the student; substrings of the op's name
@@ -277,10 +277,8 @@ def _lenet_steps(req, cls, models, emit):
 def _train(req, cls, models, emit):
     cfg = req["config"]
     device = req.get("device", "cpu")
-    data = torch.load(req["data"], weights_only=True, mmap=True)
-    tr, va = req["train_idx"], req["val_idx"]
-    train_x, train_y = data["train_images"][tr], data["train_labels"][tr]
-    val_x, val_y = data["train_images"][va], data["train_labels"][va]
+    # the data comes in the request: a worker with its own uid cannot read the grader's cache
+    train_x, train_y, val_x, val_y = req["train_x"], req["train_y"], req["val_x"], req["val_y"]
     if device != "cpu":  # resident on the GPU: no host-to-device copy per batch
         train_x, train_y, val_x, val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
     model = _lenet(cls, req).to(device)
@@ -301,25 +299,26 @@ HANDLERS = {"build": _build, "set": _set, "forward": _forward, "describe": _desc
             "lenet_steps": _lenet_steps, "train": _train}
 
 
-def serve(fd, workdir, filename, capture_fd, repo_root, threads=1):
+def serve(fd, workdir, filename, capture_fd, repo_root, threads, limits, slot, needs_read):
     """Never returns to the caller's code: the worker exits when the parent hangs up."""
     _leave_grader_world(fd, workdir, capture_fd, repo_root)
+    facts = confine.confine(workdir, limits, slot, needs_read)
     torch.set_num_threads(threads)
     path = os.path.join(workdir, filename)
     try:
         cls = _load(path, filename)
     except SubmissionError as e:
-        wire.send(fd, {"ok": False, "event": "load", "error": str(e), "traceback": ""})
+        wire.send(fd, {"ok": False, "event": "load", "error": str(e), "traceback": "", "sandbox": facts})
         return
     except SystemExit as e:
         wire.send(fd, {"ok": False, "event": "load", "error": f"the submission called exit({e.code!r}) while being imported",
-                       "traceback": _student_traceback(e, filename)})
+                       "traceback": _student_traceback(e, filename), "sandbox": facts})
         return
     except BaseException as e:
         wire.send(fd, {"ok": False, "event": "load", "error": f"importing the submission raised {type(e).__name__}: {e}"[:2000],
-                       "traceback": _student_traceback(e, filename)})
+                       "traceback": _student_traceback(e, filename), "sandbox": facts})
         return
-    wire.send(fd, {"ok": True, "event": "load"})
+    wire.send(fd, {"ok": True, "event": "load", "sandbox": facts})
     models = {}
     while True:
         try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch  # noqa: F401  (the point of the zygote: imported once, before the fork)
 
-from grader.sandbox import child, wire
+from grader.sandbox import child, confine, wire
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,10 +49,14 @@ class Exit:
 def _zygote_loop(ctrl: socket.socket):
     # The zygote: no compute, no reference, no rubric; it forks workers and reaps them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    confine.become_subreaper()
+    needs_read = confine.python_paths() + [REPO_ROOT]
+    live = {}  # pid -> slot
     reader = ctrl.makefile("r")
     for line in reader:
         req = json.loads(line)
         if req["op"] == "spawn":
+            slot = min(set(range(len(live) + 1)) - set(live.values()))
             ours, theirs = socket.socketpair()
             capture_fd = os.open(req["capture"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             pid = os.fork()
@@ -64,21 +68,28 @@ def _zygote_loop(ctrl: socket.socket):
                     reader.close()
                     ctrl.close()
                     ours.close()
-                    child.serve(theirs.fileno(), req["workdir"], req["filename"], capture_fd, REPO_ROOT, req["threads"])
+                    child.serve(theirs.fileno(), req["workdir"], req["filename"], capture_fd, REPO_ROOT,
+                                req["threads"], req["limits"], slot, needs_read)
                 except BaseException:
                     code = 70
                 finally:
                     os._exit(code)
+            live[pid] = slot
             os.close(capture_fd)
             theirs.close()
             socket.send_fds(ctrl, [json.dumps({"pid": pid}).encode() + b"\n"], [ours.fileno()])
             ours.close()
         elif req["op"] == "reap":
+            pid = req["pid"]
             try:
-                _, status = os.waitpid(req["pid"], 0)
+                _, status = os.waitpid(pid, 0)
                 reply = {"code": os.waitstatus_to_exitcode(status)}
             except ChildProcessError:
                 reply = {"code": None}
+            slot = live.pop(pid, None)
+            if os.geteuid() == 0 and slot is not None:
+                confine.kill_uid(confine.UID_BASE + slot)  # anything of its uid, wherever it went
+            reply["strays"] = confine.kill_strays(set(live))
             ctrl.sendall(json.dumps(reply).encode() + b"\n")
     os._exit(0)
 
@@ -117,7 +128,11 @@ class Zygote:
         filename = os.path.basename(submission_path)
         shutil.copyfile(submission_path, os.path.join(workdir, filename))
         capture = os.path.join(root, "output.txt")
-        req = {"op": "spawn", "workdir": workdir, "filename": filename, "capture": capture, "threads": threads}
+        cuda = os.environ.get("CUDA_VISIBLE_DEVICES", None) != "" and torch.cuda.is_available()
+        req = {"op": "spawn", "workdir": workdir, "filename": filename, "capture": capture, "threads": threads,
+               "limits": {"memory_bytes": limits.memory_mb << 20, "file_bytes": limits.file_mb << 20,
+                          "processes": limits.processes, "cuda": cuda,
+                          "cpu_seconds": limits.total_seconds * max(threads, 1) + 10}}
         with self._lock:
             self._ctrl.sendall(json.dumps(req).encode() + b"\n")
             msg, fds, _, _ = socket.recv_fds(self._ctrl, 4096, 1)

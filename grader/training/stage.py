@@ -184,7 +184,9 @@ class Stage:
             session = zygote.spawn(str(path), lim, threads=self.threads)
             if not session.loaded.get("ok"):
                 raise _RunFailed(session.loaded.get("error", "the submission could not be loaded"))
-            msg = {"op": "train", "data": self.data.cache_file, "train_idx": self.train_idx, "val_idx": self.val_idx,
+            d = self.data
+            msg = {"op": "train", "train_x": d.train_images[self.train_idx], "train_y": d.train_labels[self.train_idx],
+                   "val_x": d.train_images[self.val_idx], "val_y": d.train_labels[self.val_idx],
                    "init": self.init, "activation": c.activation, "device": self.device,
                    "config": {k: getattr(c, k) for k in RUN_FIELDS}}
             on_event = self.progress.event if self.progress is not None else None

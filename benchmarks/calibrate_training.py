@@ -1,0 +1,43 @@
+"""Calibration of the training stage's defaults: the no-BN and reference-BN runs of the
+default rubric for several seeds, with their test accuracies, gaps and seconds.
+
+    python benchmarks/calibrate_training.py --data data --seeds 0 1 2 3 4
+
+Uses the grader's own Stage (same data loading, split, initial weights and loop). The results
+behind docs/calibration.md. Runs are cached in --cache like the grader's baselines.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from grader import rubric as R  # noqa: E402
+from grader.grading import known_checks  # noqa: E402
+from grader.training import data  # noqa: E402
+from grader.training.stage import Stage  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default=str(data.default_data_dir()))
+    p.add_argument("--cache", default=str(data.default_cache_dir()))
+    p.add_argument("--rubric")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    a = p.parse_args()
+    rub = R.load(a.rubric, known_checks())
+    ds = data.load(a.data, a.cache, download=False)
+    for seed in a.seeds:
+        b = Stage(dataclasses.replace(rub.training, seed=seed), ds, a.cache).baselines()
+        no, bn = b["no_bn"], b["reference_bn"]
+        print(json.dumps({"seed": seed, "no_bn": no.test_accuracy, "reference_bn": bn.test_accuracy,
+                          "gap_points": round(100 * (bn.test_accuracy - no.test_accuracy), 1),
+                          "seconds": [no.seconds, bn.seconds], "cached": no.cached}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
