@@ -437,6 +437,34 @@ def _plagiarise(rng, src, names):
     return "\n".join(rows) + "\n"
 
 
+def _partly_copied(rng, src, names, share):
+    """src with a share of its statements kept and the rest written anew."""
+    rows = src.splitlines()
+    for n, row in enumerate(rows):
+        if row.startswith("        ") and " = " in row and not row.lstrip().startswith("self.") and \
+                rng.random() > share:
+            rows[n] = f"        {rng.choice(names)} = {_expr(rng, names, 3)}"
+    return "\n".join(rows) + "\n"
+
+
+def test_the_threshold_loses_no_pair_that_scores_above_it():
+    # the threshold prunes candidate pairs before scoring: it must give exactly the pairs that
+    # scoring every pair would
+    rng = random.Random(5)
+    sources = {}
+    for i in range(4):
+        src, names = _synthetic(rng)
+        sources[f"base{i}"] = src
+        for j, share in enumerate((0.2, 0.4, 0.6, 0.75, 0.85, 0.95)):
+            sources[f"copy{i}_{j}"] = _partly_copied(rng, src, names, share)
+    everything = similar_pairs(sources, template=TEMPLATE, threshold=0.0)
+    bands = {int(m.score * 10) for m in everything}
+    assert bands >= set(range(10)), bands  # scores spread over the whole range
+    for threshold in (0.3, 0.6, 0.8, 0.95):
+        assert similar_pairs(sources, template=TEMPLATE, threshold=threshold) == \
+            [m for m in everything if m.score >= threshold], threshold
+
+
 def test_a_class_of_300_is_fast_and_finds_exactly_the_copies():
     rng = random.Random(9)
     sources, planted = {}, set()

@@ -25,16 +25,28 @@ def _fmt(x):
     return f"{x:g}"
 
 
+_ENV = None
+
+
 def _env():
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
-                      trim_blocks=True, lstrip_blocks=True)
-    return env
+    # built once: compiling the templates for every student cost ~0.2 s each in a batch
+    global _ENV
+    if _ENV is None:
+        _ENV = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
+                           trim_blocks=True, lstrip_blocks=True)
+        _ENV.globals["detail_template"] = _ENV.from_string(_DETAIL)
+    return _ENV
 
 
 def _detail(s, lang, env):
     o = s.outcome
     T = {k: v[lang] for k, v in TEXT.items()}
-    tpl = env.from_string(
+    tpl = env.globals["detail_template"]
+    label = T["finding"] if s.advisory else T["likely"]
+    return Markup(tpl.render(o=o, s=s, lang=lang, T=T, label=label))
+
+
+_DETAIL = (
         "{% if o.diagnosis %}<div class=\"diag\"><strong>{{ label }}:</strong> {{ o.diagnosis.title[lang] }}"
         "<br><strong>{{ T.hint }}:</strong> {{ o.diagnosis.hint[lang] }}</div>{% endif %}"
         "{% if o.metrics %}<table class=\"metrics\"><tr><th>{{ T.max_abs }}</th><th>{{ T.max_rel }}</th>"
@@ -50,8 +62,6 @@ def _detail(s, lang, env):
         "{% if o.message %}<p><span class=\"sub\">{{ T.details if lang == 'zh' else '' }}</span> {{ o.message }}</p>"
         "{% endif %}{% if s.zeroed %}<p>{{ s.zeroed }}</p>{% endif %}"
         "{% for n in o.notes %}<p class=\"sub\">{{ n }}</p>{% endfor %}")
-    label = T["finding"] if s.advisory else T["likely"]
-    return Markup(tpl.render(o=o, s=s, lang=lang, T=T, label=label))
 
 
 def _training(r: GradeResult, lang):
