@@ -94,10 +94,15 @@ def _check_submission(path: Path):
 
 
 def _check_writable(path: Path, flag):
+    # before grading, not after: a class graded for nothing is worse than an early error
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a folder")
-    if parent.exists() and not os.access(parent, os.W_OK):
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot create its folder: {e.strerror}") from None
+    if not os.access(parent, os.W_OK):
         raise UsageError(f"{flag} {path}: folder is not writable")
 
 
@@ -140,6 +145,8 @@ def _validate(args):
             _check_writable(Path(value), flag)
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a folder")
+    if args.out:
+        _check_writable(Path(args.out) / "results.json", "--out")
     return batch
 
 

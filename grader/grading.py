@@ -89,11 +89,13 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
     facts = run_facts(rubric, cuda)
     ids = check_ids(rubric)
     sessions = []
+    lost_output = []  # what a worker printed before it failed to load
 
     def open_session():
         try:
             s = zygote.spawn(str(path), rubric.limits, threads=threads)
         except SandboxError as e:
+            lost_output.append(e.output)
             raise _LoadFailed(RunStatus.TIMEOUT if e.kind == "timeout" else RunStatus.ERROR, str(e)) from None
         sessions.append(s)
         if not s.loaded.get("ok"):
@@ -113,7 +115,7 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
             status, reason = e.status, e.reason
             outcomes = _not_run(ids, e.reason, cuda)
     finally:
-        output = "".join(s.close(rubric.limits.output_bytes) for s in sessions)
+        output = "".join(lost_output) + "".join(s.close(rubric.limits.output_bytes) for s in sessions)
     t_ids = training_ids(rubric)
     training, train_flags = None, []
     if t_ids and stage is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import typing
 import zlib
 from dataclasses import dataclass, field
@@ -162,6 +163,8 @@ def _convert(value, tp, where: str):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RubricError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise RubricError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

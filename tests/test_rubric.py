@@ -50,6 +50,8 @@ def test_seed_per_check_is_base_plus_crc32_of_id():
     (lambda d: d["checks"][0].update(advisory="yes"), "checks[0].advisory: expected true or false"),
     (lambda d: d["limits"].update(call_seconds=0), "limits.call_seconds: must be positive"),
     (lambda d: d.pop("seed"), "seed: missing"),
+    (lambda d: d["checks"][0].update(points=float("nan")), "checks[0].points: expected a finite number"),
+    (lambda d: d["tolerances"]["float32"].update(atol=float("inf")), "expected a finite number"),
 ])
 def test_bad_rubric_is_one_error_naming_file_and_key(tmp_path, mutate, fragment):
     data = _base()

@@ -2,6 +2,7 @@
 grader, sees a scratch folder and a clean environment, and is gone when its time is up."""
 import os
 import pickle
+import signal
 
 import pytest
 import torch
@@ -143,3 +144,25 @@ def test_a_limit_shorter_than_the_fork_still_kills_the_worker(quick_rubric):
         with pytest.raises(SandboxError) as e:
             ZYGOTE.spawn(str(CORPUS / "correct_var_mean.py"), limits)
         assert e.value.kind == "timeout"
+
+
+def test_a_killed_or_stopped_zygote_is_replaced(tmp_path, quick_rubric):
+    # where the uid drop cannot stop a worker from signalling its zygote (not root), the grader
+    # must still finish: a dead or frozen zygote is replaced and the submission graded
+    from grader.sandbox.zygote import Zygote
+
+    class Quick(Zygote):
+        CONTROL_TIMEOUT = 2.0
+    z = Quick()
+    try:
+        sub = write(tmp_path, "ok.py", _template(""))
+        for sig in (signal.SIGKILL, signal.SIGSTOP):
+            os.kill(z.pid, sig)
+            with pytest.raises(SandboxError):
+                z.spawn(str(sub), quick_rubric.limits)
+            s = z.spawn(str(sub), quick_rubric.limits)  # the replacement works
+            assert s.loaded["ok"]
+            s.close(100)
+        assert z.restarts == 2
+    finally:
+        z.close()

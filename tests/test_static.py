@@ -54,3 +54,15 @@ def test_own_names_tests_and_messages_are_not_violations():
 
 def test_syntax_error_is_left_to_the_sandbox():
     assert scan("def broken(:\n") == []
+
+
+def test_strings_count_only_where_they_name_a_lookup():
+    src = HEAD + _class("self.kind = 'batch_norm'; label = 'BatchNorm'; return X")
+    assert _violations(src) == []
+    src = HEAD + _class("return getattr(torch.nn.functional, 'batch_norm')(X, None, None, training=True)")
+    assert [f.text for f in _violations(src)] == ["getattr(..., 'batch_norm')"]
+
+
+def test_switching_off_torch_function_hooks_is_a_violation():
+    src = HEAD + _class("with torch._C.DisableTorchFunction():\n            return X")
+    assert _violations(src)

@@ -27,6 +27,7 @@ NUMERIC = ("forward.train.4d", "forward.train.2d", "hyperparams.eps", "running_s
            "eval.forward", "gradients", "device.cuda")
 FORWARD_MISTAKES = ("unbiased_var_in_norm", "eps_outside_sqrt", "eps_missing", "wrong_axes", "wrong_axes_instance",
                     "no_keepdim", "gamma_beta_ignored", "gamma_beta_swapped")
+ADVISORY_FINDINGS = ("fragile_variance", "not_buffers", "ignores_training_flag")
 RUNNING_MISTAKES = ("reversed_momentum", "running_overwritten", "running_not_updated", "std_in_running_var")
 
 
@@ -105,7 +106,7 @@ class Context:
             msg["device"] = device
         return self.call(msg, "setting parameters")["structure"]
 
-    def forward(self, handle, x, mode="train", grad=None, weights=None, device=None):
+    def forward(self, handle, x, mode="train", grad=None, weights=None, device=None, check_output=True):
         grad = (mode == "train") if grad is None else grad
         msg = {"op": "forward", "handle": handle, "x": x, "mode": mode, "grad": grad}
         if weights is not None:
@@ -117,6 +118,8 @@ class Context:
         y = resp.get("y")
         if y is None:
             raise StudentError("forward returned nothing")
+        if not check_output:  # checks about state or hygiene judge that, not the output
+            return resp
         if tuple(y.shape) != tuple(x.shape):
             diag = M.CATALOGUE["no_keepdim"] if y.dim() != x.dim() or y.numel() != x.numel() else None
             raise Failed(f"output shape {tuple(y.shape)} differs from the input's {tuple(x.shape)}",
@@ -151,12 +154,13 @@ def _mismatch(what, got, expected, tol, channel_dim=1, candidates=(), simulate=N
         return m
     diag = M.diagnose(candidates, simulate, got, tol.rtol, tol.atol) if simulate else None
     c = m.worst_channel
+    digits = 9 if m.max_rel < 1e-3 else 5  # a tiny mismatch needs the digits where it shows
     if c is not None and channel_dim is not None and got.dim() > channel_dim:
-        exp_s = fmt(expected.select(channel_dim, c))
-        got_s = fmt(got.reshape(expected.shape).select(channel_dim, c))
+        exp_s = fmt(expected.select(channel_dim, c), digits=digits)
+        got_s = fmt(got.reshape(expected.shape).select(channel_dim, c), digits=digits)
         where = f" (worst: channel {c})"
     else:
-        exp_s, got_s, where = fmt(expected), fmt(got), ""
+        exp_s, got_s, where = fmt(expected, digits=digits), fmt(got, digits=digits), ""
     msg = (f"{what}{shape_note}: {m.mismatched} of {m.total} values off; max abs error {m.max_abs:.3g}, "
            f"max rel error {m.max_rel:.3g}{where}; allowed |Δ| <= {tol.atol:g} + {tol.rtol:g}·|expected|")
     raise Failed(msg, expected=exp_s, got=got_s, metrics=m, diagnosis=diag)
@@ -252,7 +256,25 @@ def forward_train_2d(ctx):
 
 @check("hyperparams.eps")
 def hyperparams_eps(ctx):
-    return _train_forward(ctx, 4, eps=0.1)
+    out = _train_forward(ctx, 4, eps=0.1)
+    # and in eval mode, where a hard-coded eps hides from the training-mode checks
+    gen = ctx.gen("/eval")
+    C = I.num_channels(gen)
+    bmean, bvar = I.channel_stats(gen, C)
+    rmean, rvar = I.make_running(gen, bmean, bvar)
+    rv = I.shaped(rvar, 4).float()
+    rm = I.shaped(rmean, 4).float()
+    handle, g, b = ctx.affine_module(gen, C, 4, eps=0.1)
+    ctx.set(handle, moving_mean=rm, moving_var=rv)
+    x = I.make_x(gen, (2, C, 3, C + 2), torch.float32, bmean, bvar)
+    y = ctx.forward(handle, x, mode="eval", grad=False)["y"]
+    x64 = x.double()
+    _mismatch("eps=0.1: eval-mode output", y, ref.normalize(x64, rm.double(), rv.double(), g, b, 0.1),
+              ctx.tol(torch.float32), candidates=("eps_arg_ignored", "eps_outside_sqrt", "eps_missing",
+                                                  "batch_stats_in_eval", "running_updated_in_eval"),
+              simulate=lambda v: M.eval_forward(v, x64, g, b, rm.double(), rv.double(), 0.1, 0.9))
+    out.message = out.message.replace("train-mode output matches", "train- and eval-mode outputs match")
+    return out
 
 
 # ---------------------------------------------------------------------------- running statistics
@@ -273,7 +295,7 @@ def _running(ctx, num_dims, steps, momentum=None):
     for step in range(1, steps + 1):
         x = I.make_x(gen, shape, torch.float32)
         xs.append(x.double())
-        s = ctx.forward(handle, x)["structure"]
+        s = ctx.forward(handle, x, check_output=False)["structure"]
         got_mean, got_var = _stat(s, "moving_mean", C), _stat(s, "moving_var", C)
         x64 = x.double()
         bmean, bvar = (t.reshape(C) for t in ref.batch_stats(x64))
@@ -352,16 +374,19 @@ def eval_frozen(ctx):
     C = I.num_channels(gen)
     handle, _ = ctx.build(C, 4)
     shape = (2, C, 3, C + 2)
-    before = ctx.forward(handle, I.make_x(gen, shape))["structure"]
+    before = ctx.forward(handle, I.make_x(gen, shape), check_output=False)["structure"]
     b_mean, b_var = _stat(before, "moving_mean", C), _stat(before, "moving_var", C)
-    after = None
-    for _ in range(2):
-        after = ctx.forward(handle, I.make_x(gen, shape), mode="eval", grad=False)["structure"]
-    a_mean, a_var = _stat(after, "moving_mean", C), _stat(after, "moving_var", C)
-    if not (torch.equal(a_mean, b_mean) and torch.equal(a_var, b_var)):
-        raise Failed("two eval-mode forwards changed moving_mean/moving_var", expected=f"{fmt(b_mean)} / {fmt(b_var)}",
-                     got=f"{fmt(a_mean)} / {fmt(a_var)}", diagnosis=M.CATALOGUE["running_updated_in_eval"])
-    return CheckOutcome(ctx.check_id, True, "eval-mode forwards leave moving_mean and moving_var unchanged")
+    # under torch.no_grad() as the course evaluates, and with grad enabled: model.eval() alone
+    # must stop the updates (a validation pass without no_grad is common)
+    for grad, how in ((False, "under torch.no_grad()"), (True, "with grad enabled")):
+        after = ctx.forward(handle, I.make_x(gen, shape), mode="eval", grad=grad, check_output=False)["structure"]
+        a_mean, a_var = _stat(after, "moving_mean", C), _stat(after, "moving_var", C)
+        if not (torch.equal(a_mean, b_mean) and torch.equal(a_var, b_var)):
+            raise Failed(f"an eval-mode forward ({how}) changed moving_mean/moving_var",
+                         expected=f"{fmt(b_mean)} / {fmt(b_var)}", got=f"{fmt(a_mean)} / {fmt(a_var)}",
+                         diagnosis=M.CATALOGUE["running_updated_in_eval"])
+    return CheckOutcome(ctx.check_id, True, "eval-mode forwards leave moving_mean and moving_var unchanged, with and "
+                        "without torch.no_grad()")
 
 
 # ---------------------------------------------------------------------------- gradients
@@ -400,18 +425,29 @@ def gradients(ctx):
         dtypes.add(str(dtype).replace("torch.", ""))
         xin = x64.to(dtype).double()
         expected = _ref_grads(M.Variant(), xin, g.to(dtype).double(), b.to(dtype).double(), w.to(dtype).double(), 1e-5)
-        tol = ctx.tol(dtype)
-        for i, (name, key) in enumerate((("input", "dx"), ("gamma", "dgamma"), ("beta", "dbeta"))):
-            got = resp.get(key)
-            if got is None:
-                raise Failed(f"{name} received no gradient: is it a parameter, and is it used in forward?",
-                             expected=f"d loss / d {name}", got="None")
+        def check_all(tol, label):
+            for i, (name, key) in enumerate((("input", "dx"), ("gamma", "dgamma"), ("beta", "dbeta"))):
+                if resp.get(key) is None:
+                    raise Failed(f"{name} received no gradient: is it a parameter, and is it used in forward?",
+                                 expected=f"d loss / d {name}", got="None")
 
-            def sim(v, i=i):
-                return _ref_grads(v, xin, g.to(dtype).double(), b.to(dtype).double(), w.to(dtype).double(), 1e-5)[i]
-            _mismatch(f"gradient w.r.t. {name} of sum(y·w) ({str(dtype).replace('torch.', '')}, input {shape})",
-                      got, expected[i], tol, channel_dim=1 if name == "input" else None,
-                      candidates=("stats_detached",) + FORWARD_MISTAKES, simulate=sim)
+                def sim(v, i=i):
+                    return _ref_grads(v, xin, g.to(dtype).double(), b.to(dtype).double(), w.to(dtype).double(),
+                                      1e-5)[i]
+                _mismatch(f"gradient w.r.t. {name} of sum(y·w) ({label}, input {shape})", resp[key], expected[i],
+                          tol, channel_dim=1 if name == "input" else None,
+                          candidates=("stats_detached",) + FORWARD_MISTAKES, simulate=sim)
+        try:
+            check_all(ctx.tol(dtype), str(dtype).replace("torch.", ""))
+        except Failed:
+            if dtype != torch.float64:
+                raise
+            # float64 in, but computed in float32 inside (X.float(), a float32 constant): judged
+            # at float32's tolerance, which a wrong formula still misses by orders of magnitude
+            check_all(ctx.tol(torch.float32), "float64 input computed in float32, float32 tolerance")
+            notes.append(f"with float64 inputs your layer computes in float32 ({shape}); checked at float32 "
+                         "tolerance")
+            dtypes.add("float32 inside")
     return CheckOutcome(ctx.check_id, True, f"gradients w.r.t. input, gamma and beta match ({', '.join(sorted(dtypes))}; "
                         "4-D and 2-D)", notes=notes)
 
@@ -425,7 +461,7 @@ def input_unchanged(ctx):
     handle, _ = ctx.build(C, 4)
     for mode in ("train", "eval"):
         x = I.make_x(gen, (2, C, 3, C + 2))
-        if ctx.forward(handle, x, mode=mode)["input_modified"]:
+        if ctx.forward(handle, x, mode=mode, check_output=False)["input_modified"]:
             raise Failed(f"forward in {mode} mode changed its input tensor", expected="input unchanged",
                          got="input modified in place", diagnosis=M.CATALOGUE["inplace_input"])
     return CheckOutcome(ctx.check_id, True, "the input tensor is left unchanged in train and eval mode")
@@ -438,7 +474,8 @@ def stats_detached(ctx):
     handle, _ = ctx.build(C, 4)
     shape = (2, C, 3, C + 2)
     for _ in range(2):
-        s = ctx.forward(handle, I.make_x(gen, shape), weights=I.make_weights(gen, shape).float())["structure"]
+        s = ctx.forward(handle, I.make_x(gen, shape), weights=I.make_weights(gen, shape).float(),
+                        check_output=False)["structure"]
     for role in ("moving_mean", "moving_var"):
         r = s["roles"][role]
         if r.get("name") and (r["has_graph"] or r["requires_grad"]):
@@ -671,8 +708,10 @@ def run(ctx: Context, check_ids, deadline: float):
         if time.monotonic() > deadline:
             outcomes[cid] = CheckOutcome(cid, False, "not run: the submission's total time was used up")
             continue
-        if len(lost) >= 2:
-            outcomes[cid] = CheckOutcome(cid, False, f"not run: the submission failed twice in a row ({lost[-1]})")
+        if len(lost) >= 3:
+            # a worker that hangs in every check is not retried for each of them
+            outcomes[cid] = CheckOutcome(cid, False, f"not run: the submission's process failed in three checks in "
+                                         f"a row ({lost[-1]})")
             continue
         try:
             if ctx.session is None or ctx.session.exit is not None:
@@ -698,7 +737,9 @@ def run(ctx: Context, check_ids, deadline: float):
         outcomes["originality.no_builtin_norm"] = _builtin_outcome(ctx, runtime_ops)
     for cid, out in outcomes.items():
         spec = ctx.rubric.spec(cid)
-        if spec is not None and spec.advisory and out.passed is False and out.diagnosis is None:
-            # a note is a finding about working code; code that crashed or hung here has none
+        if spec is not None and spec.advisory and out.passed is False and \
+                (out.diagnosis is None or out.diagnosis.code not in ADVISORY_FINDINGS):
+            # a note is a finding about working code; code that crashed, hung or failed a graded
+            # property here (a dtype, a shape) has none: the graded checks say so
             outcomes[cid] = CheckOutcome(cid, True, "not assessed: " + (out.message.splitlines() or ["error"])[0])
     return [outcomes[c] for c in check_ids]

@@ -28,8 +28,8 @@ def close(got, expected, rtol, atol) -> bool:
     return compare(got, expected, rtol, atol, channel_dim=None)[0]
 
 
-def fmt(t: torch.Tensor, n: int = 6) -> str:
+def fmt(t: torch.Tensor, n: int = 6, digits: int = 5) -> str:
     flat = t.detach().reshape(-1).to(torch.float64)
-    vals = ", ".join(f"{v:.5g}" for v in flat[:n].tolist())
+    vals = ", ".join(f"{v:.{digits}g}" for v in flat[:n].tolist())
     more = ", ..." if flat.numel() > n else ""
     return f"[{vals}{more}]"

@@ -204,8 +204,10 @@ CATALOGUE = {m.code: m for m in [
        "用 self.register_buffer(...) 注册 moving_mean/moving_var，使 model.to(device) 能移动它们，或在 forward 中移到 X.device。"),
     _m("wrong_dtype", None,
        "the output's dtype differs from the input's", "输出的 dtype 与输入不同",
-       "Do not convert with .float()/.double() at the end; return the input's dtype.",
-       "不要在最后用 .float()/.double() 转换；输出应与输入 dtype 相同。"),
+       "Return the input's dtype: look for a .float()/.double() conversion, or parameters created in another "
+       "dtype (torch.set_default_dtype, dtype= in torch.ones).",
+       "输出应与输入 dtype 相同：检查是否有 .float()/.double() 转换，或参数是否以其他 dtype 创建"
+       "（torch.set_default_dtype、torch.ones 的 dtype= 参数）。"),
     _m("builtin_norm", None,
        "torch's built-in normalisation used", "使用了 torch 内置的归一化",
        "Compute the mean, variance and normalisation yourself; nn.BatchNorm*, F.batch_norm, layer/instance/group norm are not allowed here.",

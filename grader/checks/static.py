@@ -14,9 +14,15 @@ BANNED = ("batch_norm", "batchnorm", "layer_norm", "layernorm", "group_norm", "g
           "instance_norm", "instancenorm", "rms_norm", "rmsnorm")
 
 
+# switching torch's function hooks off hides a call from the run-time recorder: no BatchNorm
+# homework needs it
+EVASIONS = ("disabletorchfunction", "disable_torch_function", "_disabled_torch_function_impl")
+LOOKUPS = ("getattr", "hasattr", "__import__", "import_module", "get")
+
+
 def _banned(name: str) -> bool:
     n = name.lower()
-    return any(b in n for b in BANNED)
+    return any(b in n for b in BANNED + EVASIONS)
 
 
 @dataclass
@@ -73,15 +79,19 @@ class _Scanner(ast.NodeVisitor):
         if full and _banned(full.split(".")[-1]) and isinstance(node.ctx, ast.Load):
             self.hits.append((node, f"{node.id} (= {full})"))
 
-    def visit_Constant(self, node):
-        # getattr(F, "batch_norm"): only name-like strings, so an error message that mentions
-        # BatchNorm is not a finding; split names ("batch_" + "norm") are left to the run-time
+    def visit_Call(self, node):
+        # getattr(F, "batch_norm"), __import__("torch.nn.modules.batchnorm"): a string only
+        # counts where it names something to look up, so `self.kind = "batch_norm"` or an error
+        # message is not a finding; split names ("batch_" + "norm") are left to the run-time
         # recorder
-        v = node.value
-        named = v.isidentifier() if isinstance(v, str) and "." not in v else \
-            isinstance(v, str) and v.startswith("torch.") and v.replace(".", "_").isidentifier()
-        if named and _banned(v) and v != "BatchNorm2d":
-            self.hits.append((node, repr(v)))
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        if name in LOOKUPS:
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and _banned(arg.value) \
+                        and arg.value != "BatchNorm2d":
+                    self.hits.append((arg, f"{name}(..., {arg.value!r})"))
+        self.generic_visit(node)
 
 
 def _defined_names(tree):

@@ -31,6 +31,7 @@ class SandboxError(Exception):
     def __init__(self, kind, message):
         super().__init__(message)
         self.kind = kind
+        self.output = ""
 
 
 @dataclass
@@ -95,7 +96,17 @@ def _zygote_loop(ctrl: socket.socket):
 
 
 class Zygote:
+    # a zygote that does not answer within this is killed and replaced (a worker that stopped
+    # or killed it, where the uid drop could not prevent that)
+    CONTROL_TIMEOUT = 60.0
+
     def __init__(self):
+        # batch grading calls spawn/reap from several threads: one exchange at a time
+        self._lock = threading.Lock()
+        self.restarts = 0
+        self._start()
+
+    def _start(self):
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
@@ -105,20 +116,45 @@ class Zygote:
             finally:
                 os._exit(0)
         theirs.close()
+        ours.settimeout(self.CONTROL_TIMEOUT)
         self.pid = pid
         self._ctrl = ours
         self._buf = b""
-        # batch grading calls spawn/reap from several threads: one exchange at a time
-        self._lock = threading.Lock()
+
+    def _replace(self, why):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        self._ctrl.close()
+        # a zygote forked now comes from a parent that has run torch: its workers get one
+        # thread each (see the module docstring), which is safe
+        self.restarts += 1
+        self._start()
+        return SandboxError("died", f"the sandbox's zygote {why}; a new one was started")
 
     def _readline(self):
         while b"\n" not in self._buf:
             chunk = self._ctrl.recv(4096)
             if not chunk:
-                raise RuntimeError("the sandbox zygote died")
+                raise ConnectionError("the sandbox zygote closed its socket")
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
         return json.loads(line)
+
+    def _exchange(self, req, with_fd=False):
+        try:
+            self._ctrl.sendall(json.dumps(req).encode() + b"\n")
+            fds = []
+            if with_fd:
+                msg, fds, _, _ = socket.recv_fds(self._ctrl, 4096, 1)
+                if not msg:
+                    raise ConnectionError("the sandbox zygote closed its socket")
+                self._buf += msg
+            return self._readline(), fds
+        except (OSError, ValueError) as e:  # timeouts, a dead or stopped zygote, garbage
+            raise self._replace(f"stopped answering ({type(e).__name__})") from None
 
     def spawn(self, submission_path, limits, threads=1):
         """A new worker with a scratch folder holding a copy of the submission."""
@@ -129,21 +165,32 @@ class Zygote:
         shutil.copyfile(submission_path, os.path.join(workdir, filename))
         capture = os.path.join(root, "output.txt")
         cuda = os.environ.get("CUDA_VISIBLE_DEVICES", None) != "" and torch.cuda.is_available()
+        if self.restarts:
+            threads = 1
         req = {"op": "spawn", "workdir": workdir, "filename": filename, "capture": capture, "threads": threads,
                "limits": {"memory_bytes": limits.memory_mb << 20, "file_bytes": limits.file_mb << 20,
                           "processes": limits.processes, "cuda": cuda,
                           "cpu_seconds": limits.total_seconds * max(threads, 1) + 10}}
         with self._lock:
-            self._ctrl.sendall(json.dumps(req).encode() + b"\n")
-            msg, fds, _, _ = socket.recv_fds(self._ctrl, 4096, 1)
-            self._buf += msg
-            info = self._readline()
+            try:
+                info, fds = self._exchange(req, with_fd=True)
+            except SandboxError:
+                shutil.rmtree(root, ignore_errors=True)
+                raise
         return Session(self, info["pid"], fds[0], root, capture, limits)
 
     def reap(self, pid):
         with self._lock:
-            self._ctrl.sendall(json.dumps({"op": "reap", "pid": pid}).encode() + b"\n")
-            return self._readline()["code"]
+            try:
+                return self._exchange({"op": "reap", "pid": pid})[0]["code"]
+            except SandboxError:
+                # its zygote is gone: the worker is nobody's child now; make sure it is dead
+                for kill in (os.kill, os.killpg):
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                return None
 
     def close(self):
         try:
@@ -165,8 +212,10 @@ class Session:
         self.exit: Exit | None = None
         try:
             self.loaded = self._receive(limits.load_seconds, "loading the submission")
-        except SandboxError:
-            shutil.rmtree(root, ignore_errors=True)  # nobody gets a Session to close
+        except SandboxError as e:
+            # nobody gets a Session to close: keep what it printed, then clean up
+            e.output = self.output(limits.output_bytes)
+            shutil.rmtree(root, ignore_errors=True)
             raise
 
     def _deadline(self, seconds):

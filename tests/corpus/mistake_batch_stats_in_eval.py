@@ -1,6 +1,6 @@
 # corpus: always normalises with the batch statistics, even in eval mode
 # mistake: batch_stats_in_eval
-# expect: fail eval.forward=batch_stats_in_eval integration.lenet=-
+# expect: fail hyperparams.eps=batch_stats_in_eval eval.forward=batch_stats_in_eval integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

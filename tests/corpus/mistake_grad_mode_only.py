@@ -1,6 +1,6 @@
 # corpus: switches to eval behaviour only when grad is disabled; ignores self.training
 # mistake: ignores_training_flag
-# expect: full
+# expect: fail eval.frozen=running_updated_in_eval
 # notes: advice.buffers=not_buffers advice.grad_mode=ignores_training_flag
 import torch
 from torch import nn

@@ -1,6 +1,6 @@
 # corpus: updates the running statistics in eval mode too (normalises with running stats in eval)
 # mistake: running_updated_in_eval
-# expect: fail eval.forward=running_updated_in_eval eval.frozen=running_updated_in_eval integration.lenet=-
+# expect: fail hyperparams.eps=running_updated_in_eval eval.forward=running_updated_in_eval eval.frozen=running_updated_in_eval integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn
