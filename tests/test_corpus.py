@@ -12,7 +12,7 @@ import pytest
 from conftest import CORPUS, ROOT
 
 FILES = sorted(CORPUS.glob("*.py"))
-SLOW = {"broken_endless_loop.py", "broken_hang_in_forward.py"}
+SLOW = {"broken_endless_loop.py", "broken_hang_in_forward.py", "broken_hang_in_eval.py"}
 # seeds other than the rubric's: an instructor's private seed must give the same verdicts
 OTHER_SEEDS = (7, 424242)
 
@@ -31,8 +31,10 @@ def expectation(path):
 
 
 def verdicts(result):
+    # device.cuda runs only where there is a GPU, and there the template's plain-tensor running
+    # statistics fail it by design (they stay on the CPU): the headers state CPU verdicts
     failed = {s.outcome.check_id: (s.outcome.diagnosis.code if s.outcome.diagnosis else "-")
-              for s in result.checks if not s.advisory and not s.passed}
+              for s in result.checks if not s.advisory and not s.passed and s.outcome.check_id != "device.cuda"}
     notes = {s.outcome.check_id: (s.outcome.diagnosis.code if s.outcome.diagnosis else "-")
              for s in result.checks if s.advisory and s.outcome.passed is False}
     return failed, notes
@@ -49,7 +51,8 @@ def assert_verdict(path, result):
     assert result.status.value == "graded", result.reason
     if exp["kind"] == "full":
         assert failed == {}, failed
-        assert result.score == result.max_score > 0
+        cuda = sum(s.max_score - s.score for s in result.checks if s.outcome.check_id == "device.cuda")
+        assert result.score + cuda == result.max_score > 0
     else:
         assert failed == exp["fail"]
         assert result.score < result.max_score
