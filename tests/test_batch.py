@@ -167,3 +167,23 @@ def test_batch_usage_errors(tmp_path, argv, fragment, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and fragment in err
+
+
+def test_near_identical_submissions_are_flagged_not_penalised(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    original = (CORPUS / "correct_manual_sums.py").read_text()
+    shutil.copyfile(CORPUS / "correct_manual_sums.py", subs / "kim.py")
+    # the same code with names changed, comments stripped and blank lines moved
+    import re
+    disguised = re.sub(r"#.*", "", original).replace("mean", "mu").replace("var", "sigma2").replace("\n\n", "\n")
+    (subs / "lee.py").write_text(disguised)
+    shutil.copyfile(CORPUS / "correct_var_mean.py", subs / "max.py")
+    out = tmp_path / "out"
+    assert main([str(subs), "--out", str(out)] + FAST) == 0
+    rows = {r["student"]: r for r in _gradebook(out)}
+    assert "similar:lee" in rows["kim"]["flags"] and "similar:kim" in rows["lee"]["flags"]
+    assert "similar" not in rows["max"]["flags"]
+    assert rows["kim"]["score"] == rows["kim"]["max_score"] == rows["lee"]["score"]  # a flag, not a penalty
+    summary = (out / "summary.html").read_text()
+    assert "kim" in summary.split("Similar submissions")[1] and " ~ " in summary
