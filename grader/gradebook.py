@@ -126,7 +126,7 @@ def _summary(rows, cols, matches, similar, sources, lang):
             if cid in passes:
                 passes[cid][1] += 1
                 passes[cid][0] += bool(c.get("passed"))
-            if not c.get("passed") and c.get("diagnosis"):
+            if not c.get("passed") and c.get("diagnosis") and not c.get("advisory"):
                 diag[c["diagnosis"]] += 1
         students.append({"id": r["_student"], "score": f"{r['score']:g}", "max": f"{mx:g}", "pct": f"{pct:.0f}%",
                          "status": ex.get("status", ""), "flags": flags, "reason": ex.get("reason", "")})

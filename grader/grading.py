@@ -134,7 +134,7 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
     flags = list(train_flags)
     if sandbox and not sandbox.get("network_isolated", False):
         flags.append("child_had_network")
-    if any(not s.passed and s.outcome.check_id == scoring.BUILTIN for s in scored):
+    if any(s.outcome.check_id == scoring.BUILTIN and s.outcome.diagnosis is not None for s in scored):
         flags.append("builtin_norm")
     timeouts = [o for o in outcomes if "took longer than" in o.message]
     if status is RunStatus.GRADED and timeouts:

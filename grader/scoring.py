@@ -13,7 +13,8 @@ def score(outcomes: list[CheckOutcome], rubric, static_violation: bool):
     """(scored checks, not-run [(id, why)], score, max_score)."""
     by_id = {o.check_id: o for o in outcomes}
     builtin = by_id.get(BUILTIN)
-    caught = builtin is not None and builtin.passed is False
+    # caught, not merely not run (a submission that never loaded has no verdict here)
+    caught = builtin is not None and builtin.passed is False and builtin.diagnosis is not None
     scored, not_run = [], []
     for o in outcomes:
         spec = rubric.spec(o.check_id)

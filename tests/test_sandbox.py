@@ -166,3 +166,22 @@ def test_a_killed_or_stopped_zygote_is_replaced(tmp_path, quick_rubric):
         assert z.restarts == 2
     finally:
         z.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids need root")
+def test_graders_side_by_side_never_share_a_worker_uid(tmp_path, quick_rubric):
+    # a self-check next to a batch, or two shards on one machine: cleaning up one grader's
+    # worker (kill every process of its uid) must not touch the other's
+    from grader.sandbox.zygote import Zygote
+    other = Zygote()
+    try:
+        sub = write(tmp_path, "ok.py", _template(""))
+        a = ZYGOTE.spawn(str(sub), quick_rubric.limits)
+        b = other.spawn(str(sub), quick_rubric.limits)
+        assert a.loaded["sandbox"]["user"].split()[1] != b.loaded["sandbox"]["user"].split()[1]
+        a.close(100)
+        assert _alive(b.pid)
+        assert b.request({"op": "build", "handle": "m", "args": [3, 4]})["ok"]
+        b.close(100)
+    finally:
+        other.close()

@@ -299,10 +299,10 @@ HANDLERS = {"build": _build, "set": _set, "forward": _forward, "describe": _desc
             "lenet_steps": _lenet_steps, "train": _train}
 
 
-def serve(fd, workdir, filename, capture_fd, repo_root, threads, limits, slot, needs_read):
+def serve(fd, workdir, filename, capture_fd, repo_root, threads, limits, uid, needs_read):
     """Never returns to the caller's code: the worker exits when the parent hangs up."""
     _leave_grader_world(fd, workdir, capture_fd, repo_root)
-    facts = confine.confine(workdir, limits, slot, needs_read)
+    facts = confine.confine(workdir, limits, uid, needs_read)
     torch.set_num_threads(threads)
     path = os.path.join(workdir, filename)
     try:

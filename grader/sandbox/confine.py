@@ -8,7 +8,8 @@ What a worker gets, on a plain Linux machine:
   where neither is allowed the result says the worker had network;
 - as root: its own unprivileged uid and gid (one per concurrent worker) owning only its scratch
   folder, so it cannot write the grader's files, the submissions or the output, nor signal the
-  grader. When the Python installation itself is unreadable for other users (say, under a
+  grader (uids are claimed with a lock file, so graders running side by side never share
+  one). When the Python installation itself is unreadable for other users (say, under a
   0700 /root), the worker keeps one capability, CAP_DAC_READ_SEARCH, to read it: it can then
   read files it could not otherwise, but still write and signal nothing of the grader's.
 What the grader cannot promise by itself is in docs/security.md.
@@ -30,7 +31,7 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 CAP_DAC_READ_SEARCH = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
-UID_BASE = 61000  # workers run as UID_BASE + slot when the grader is root
+UID_BASE = 61000  # workers run as a uid from here up, claimed by lock, when the grader is root
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
@@ -118,6 +119,26 @@ def _current_vm_bytes() -> int:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
+UID_LOCKS = "/tmp/bn-grade-uids"
+
+
+def claim_uid():
+    """(uid, lock fd): a worker uid no other worker on this machine holds, whichever grader
+    process started it. Several graders (shards, a self-check beside a batch) share the range,
+    and kill_uid() must never reach another grader's worker."""
+    import fcntl
+    os.makedirs(UID_LOCKS, mode=0o700, exist_ok=True)
+    for uid in range(UID_BASE, UID_BASE + 4096):
+        fd = os.open(os.path.join(UID_LOCKS, str(uid)), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return uid, fd
+    raise RuntimeError("no free worker uid")
+
+
 def _user_process_count(uid: int) -> int:
     n = 0
     for d in os.listdir("/proc"):
@@ -137,7 +158,7 @@ def _limit(which, value):
     resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
 
 
-def confine(workdir: str, limits: dict, slot: int, needs_read: list[str]) -> dict:
+def confine(workdir: str, limits: dict, uid: int, needs_read: list[str]) -> dict:
     """Apply everything above to this process; returns facts for the result."""
     facts = {}
     root = os.geteuid() == 0
@@ -149,7 +170,6 @@ def confine(workdir: str, limits: dict, slot: int, needs_read: list[str]) -> dic
     if not limits.get("cuda"):
         _limit(resource.RLIMIT_AS, _current_vm_bytes() + limits["memory_bytes"])
     if root:
-        uid = UID_BASE + slot
         try:
             facts["user"] = _drop_root(uid, workdir, needs_read)
         except OSError as e:

@@ -52,12 +52,12 @@ def _zygote_loop(ctrl: socket.socket):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     confine.become_subreaper()
     needs_read = confine.python_paths() + [REPO_ROOT]
-    live = {}  # pid -> slot
+    live = {}  # pid -> (uid, lock fd)
     reader = ctrl.makefile("r")
     for line in reader:
         req = json.loads(line)
         if req["op"] == "spawn":
-            slot = min(set(range(len(live) + 1)) - set(live.values()))
+            uid, lock = confine.claim_uid() if os.geteuid() == 0 else (os.getuid(), None)
             ours, theirs = socket.socketpair()
             capture_fd = os.open(req["capture"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             pid = os.fork()
@@ -70,12 +70,12 @@ def _zygote_loop(ctrl: socket.socket):
                     ctrl.close()
                     ours.close()
                     child.serve(theirs.fileno(), req["workdir"], req["filename"], capture_fd, REPO_ROOT,
-                                req["threads"], req["limits"], slot, needs_read)
+                                req["threads"], req["limits"], uid, needs_read)
                 except BaseException:
                     code = 70
                 finally:
                     os._exit(code)
-            live[pid] = slot
+            live[pid] = (uid, lock)
             os.close(capture_fd)
             theirs.close()
             socket.send_fds(ctrl, [json.dumps({"pid": pid}).encode() + b"\n"], [ours.fileno()])
@@ -87,9 +87,10 @@ def _zygote_loop(ctrl: socket.socket):
                 reply = {"code": os.waitstatus_to_exitcode(status)}
             except ChildProcessError:
                 reply = {"code": None}
-            slot = live.pop(pid, None)
-            if os.geteuid() == 0 and slot is not None:
-                confine.kill_uid(confine.UID_BASE + slot)  # anything of its uid, wherever it went
+            uid, lock = live.pop(pid, (None, None))
+            if lock is not None:
+                confine.kill_uid(uid)  # anything of its uid, wherever it went
+                os.close(lock)  # the uid is free for any grader on this machine again
             reply["strays"] = confine.kill_strays(set(live))
             ctrl.sendall(json.dumps(reply).encode() + b"\n")
     os._exit(0)
