@@ -12,8 +12,6 @@ import collections
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -21,6 +19,7 @@ from markupsafe import Markup
 
 from grader import similarity
 from grader.output.charts import STYLES
+from grader.output.files import write_atomic
 from grader.output.i18n import TEXT
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "student_template" / "batchnorm.py"
@@ -53,13 +52,6 @@ def _check_columns(rows):
     return order
 
 
-def _atomic_write(path: Path, text: str):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def rebuild(out: Path, threshold: float = 0.8, lang: str = "en"):
     """(rows, matches); writes gradebook.csv and summary.html."""
     out = Path(out)
@@ -84,8 +76,8 @@ def rebuild(out: Path, threshold: float = 0.8, lang: str = "en"):
                     ex.get("status", ""), ";".join(flags)]
                    + [f"{checks[c]['score']:g}" if c in checks and checks[c].get("score") is not None else ""
                       for c in cols])
-    _atomic_write(out / "gradebook.csv", buf.getvalue())
-    _atomic_write(out / "summary.html", _summary(rows, cols, matches, similar, sources, lang))
+    write_atomic(out / "gradebook.csv", buf.getvalue())
+    write_atomic(out / "summary.html", _summary(rows, cols, matches, similar, sources, lang))
     return rows, matches
 
 

@@ -4,7 +4,6 @@ accuracy."""
 import json
 import pickle
 
-import numpy as np
 import pytest
 import torch
 import yaml

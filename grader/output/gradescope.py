@@ -5,10 +5,9 @@ Hidden checks show students only passed/failed; their details go to extra_data, 
 Gradescope keeps from students.
 """
 import json
-import os
-import tempfile
 from dataclasses import asdict
 
+from grader.output.files import write_atomic
 from grader.output.text import check_text
 from grader.results import GradeResult
 
@@ -59,11 +58,4 @@ def to_gradescope(r: GradeResult, lang: str = "en") -> dict:
 
 
 def write_json(r: GradeResult, path, lang: str = "en") -> None:
-    # atomic: a reader never sees half a file
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".results-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(to_gradescope(r, lang), fh, ensure_ascii=False, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(to_gradescope(r, lang), ensure_ascii=False, indent=2))

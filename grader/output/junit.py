@@ -1,8 +1,9 @@
 """JUnit XML for CI test tabs (parent process): one testsuite per submission, one testcase per
 check. ElementTree escapes everything a submission controls."""
 import os
-import tempfile
 import xml.etree.ElementTree as ET
+
+from grader.output.files import write_atomic
 
 
 def to_xml(results) -> bytes:
@@ -32,10 +33,4 @@ def to_xml(results) -> bytes:
 
 
 def write(results, path) -> None:
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".junit-", suffix=".xml")
-    with os.fdopen(fd, "wb") as f:
-        f.write(to_xml(results))
-    os.replace(tmp, path)
+    write_atomic(path, to_xml(results))

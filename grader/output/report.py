@@ -6,13 +6,13 @@ whatever a submission printed or raised reaches the page as text, never as marku
 """
 import datetime
 import os
-import tempfile
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from grader.output import charts
+from grader.output.files import write_atomic
 from grader.output.i18n import TEXT
 from grader.results import GradeResult
 
@@ -103,10 +103,4 @@ def render(r: GradeResult, lang: str = "en", now: datetime.datetime | None = Non
 
 
 def write(r: GradeResult, path, lang: str = "en") -> None:
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".report-", suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(render(r, lang))
-    os.replace(tmp, path)
+    write_atomic(path, render(r, lang))

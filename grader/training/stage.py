@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-import grader
 from grader.results import CheckOutcome
 from grader.sandbox.zygote import SandboxError
 from grader.training import data as data_mod
