@@ -100,7 +100,8 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
         sessions.append(s)
         if not s.loaded.get("ok"):
             tb = s.loaded.get("traceback", "").strip()
-            raise _LoadFailed(RunStatus.ERROR, s.loaded.get("error", "the submission could not be loaded")
+            status = RunStatus.MEMORY if s.loaded.get("memory") else RunStatus.ERROR
+            raise _LoadFailed(status, s.loaded.get("error", "the submission could not be loaded")
                               + (f"\n{tb}" if tb else ""))
         return s
 

@@ -20,6 +20,7 @@ class RunStatus(str, enum.Enum):
     GRADED = "graded"
     ERROR = "error"  # the submission could not be loaded or crashed the child
     TIMEOUT = "timeout"
+    MEMORY = "memory"  # loading the submission ran out of its memory limit
 
 
 @dataclass

@@ -172,3 +172,8 @@ def test_no_network(graded):
         assert not connected and "NET yes" not in r.student_output
     else:
         assert "child_had_network" in r.flags  # and the report says so
+
+
+def test_memory_bomb_at_import_is_a_memory_row(graded):
+    r = graded("blob = bytearray(64 * 2**30)\n" + _template(""))
+    assert r.status.value == "memory" and r.score == 0 and "MemoryError" in r.reason

@@ -10,6 +10,7 @@ TEXT = {
     "graded": {"en": "graded", "zh": "已评分"},
     "error": {"en": "could not be graded", "zh": "无法评分"},
     "timeout": {"en": "timed out", "zh": "超时"},
+    "memory": {"en": "ran out of memory", "zh": "内存超限"},
     "checks": {"en": "Checks", "zh": "检查项"},
     "check": {"en": "Check", "zh": "检查"},
     "points": {"en": "Points", "zh": "分数"},

@@ -108,7 +108,12 @@ def _student_traceback(exc, filename):
     mine = [f for f in frames if os.path.basename(f.filename) == filename]
     lines = traceback.format_list(mine[-4:]) if mine else []
     lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)[-4000:]
+    return _local("".join(lines))[-4000:]
+
+
+def _local(text):
+    # the scratch folder's path means nothing to a student: show the file name alone
+    return text.replace(os.getcwd() + os.sep, "")
 
 
 def _load(path, filename):
@@ -315,7 +320,8 @@ def serve(fd, workdir, filename, capture_fd, repo_root, threads, limits, uid, ne
                        "traceback": _student_traceback(e, filename), "sandbox": facts})
         return
     except BaseException as e:
-        wire.send(fd, {"ok": False, "event": "load", "error": f"importing the submission raised {type(e).__name__}: {e}"[:2000],
+        wire.send(fd, {"ok": False, "event": "load", "memory": isinstance(e, MemoryError),
+                       "error": _local(f"importing the submission raised {type(e).__name__}: {e}")[:2000],
                        "traceback": _student_traceback(e, filename), "sandbox": facts})
         return
     wire.send(fd, {"ok": True, "event": "load", "sandbox": facts})
@@ -331,7 +337,8 @@ def serve(fd, workdir, filename, capture_fd, repo_root, threads, limits, uid, ne
         except SubmissionError as e:
             resp = {"ok": False, "error": str(e), "traceback": ""}
         except BaseException as e:  # SystemExit and KeyboardInterrupt from student code too
-            resp = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000], "traceback": _student_traceback(e, filename),
+            resp = {"ok": False, "error": _local(f"{type(e).__name__}: {e}")[:2000],
+                    "traceback": _student_traceback(e, filename),
                     "exception": type(e).__name__}
         sys.stdout.flush()
         sys.stderr.flush()
