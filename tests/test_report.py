@@ -187,3 +187,12 @@ def test_report_in_headless_chromium_draws_charts_and_requests_nothing(tmp_path)
     img = Image.open(shot).convert("L")
     dark = sum(img.histogram()[:100])
     assert img.size == (1000, 2600) and dark > 5000
+
+
+def test_reasons_for_checks_not_run_are_translated():
+    r = fixed_result()
+    r.not_run = [("device.cuda", "no CUDA device here: the GPU forward check was not run"),
+                 ("training.trains", "training stage not run (--no-train)")]
+    zh = report.render(r, "zh", now=NOW)
+    assert "本机没有 CUDA 设备" in zh and "未运行训练阶段" in zh
+    assert "no CUDA device here: the GPU forward check was not run" in report.render(r, "en", now=NOW)

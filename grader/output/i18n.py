@@ -66,6 +66,17 @@ TEXT = {
 }
 
 
+# the reasons a check could not run on this machine, as the checks word them
+SKIPPED = {
+    "no CUDA device here: the GPU forward check was not run": "本机没有 CUDA 设备：未运行 GPU 前向检查",
+    "training stage not run (--no-train)": "未运行训练阶段（--no-train）",
+}
+
+
+def skipped(reason: str, lang: str) -> str:
+    return SKIPPED.get(reason, reason) if lang == "zh" else reason
+
+
 def t(key: str, lang: str) -> str:
     return TEXT[key][lang]
 

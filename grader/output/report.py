@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from grader.output import charts
 from grader.output.files import write_atomic
-from grader.output.i18n import TEXT
+from grader.output.i18n import TEXT, skipped
 from grader.results import GradeResult
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -99,7 +99,7 @@ def render(r: GradeResult, lang: str = "en", now: datetime.datetime | None = Non
     return env.get_template("report.html.j2").render(
         r=r, lang=lang, T=T, name=os.path.basename(r.submission), graded=graded, advisory=advisory,
         percent=percent, fmt=_fmt, detail=lambda s: _detail(s, lang, env), training=_training(r, lang),
-        graded_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"))
+        graded_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"), skipped=skipped)
 
 
 def write(r: GradeResult, path, lang: str = "en") -> None:
