@@ -169,7 +169,7 @@ def test_training_results_in_json_and_tests(tmp_path, capsys):
     names = {t["name"].split(":")[0] for t in d["tests"]}
     assert {"training.trains", "training.accuracy", "training.beats_no_bn", "integration.lenet"} <= names
     t = d["extra_data"]["training"]
-    assert t["device"] == "cpu" and t["epochs"] == 2
+    assert t["device"] == "cpu" and t["epochs"] == 2 and t["seed"] == 0 and t["config"]["batch_size"] == 16
     assert t["dataset"]["kind"] == "torchvision" and t["dataset"]["n_train"] + t["dataset"]["n_val"] == 150
     assert t["dataset"]["n_test"] == 20
     for run in ("no_bn", "reference_bn", "student_bn"):

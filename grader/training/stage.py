@@ -91,7 +91,9 @@ class Stage:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def info(self, runs: dict) -> dict:
-        return {"device": self.device, "epochs": self.cfg.epochs, "threads": self.threads if self.device == "cpu" else None,
+        return {"device": self.device, "epochs": self.cfg.epochs, "seed": self.cfg.seed,
+                "config": {k: getattr(self.cfg, k) for k in RUN_FIELDS}, "baseline_key": self.key(),
+                "threads": self.threads if self.device == "cpu" else None,
                 "dataset": {"kind": self.data.kind, "path": self.data.path, "n_train": len(self.train_idx),
                             "n_val": len(self.val_idx), "n_test": len(self.data.test_labels),
                             "cache": self.data.cache_file, "cached": self.data.cached},
