@@ -20,8 +20,9 @@ from grader.checks.battery import Context
 from grader.checks.static import scan
 from grader.results import CheckOutcome, GradeResult, RunFacts, RunStatus
 from grader.sandbox.zygote import SandboxError, Zygote
+from grader.training.stage import CHECK_IDS
 
-TRAINING_IDS = ("training.trains", "training.accuracy", "training.beats_no_bn")
+TRAINING_IDS = CHECK_IDS  # the training stage's checks, run apart from the battery
 
 
 def run_facts(rubric, cuda: bool) -> RunFacts:

@@ -6,7 +6,7 @@ output/ renders a GradeResult. Nothing here imports torch, so the writers stay l
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 class ExitStatus(enum.IntEnum):
@@ -100,6 +100,3 @@ class GradeResult:
     notes: list = field(default_factory=list)  # from intake: which file of a folder/zip/notebook was graded
     student: str = ""  # the student id in a batch
     sandbox: dict = field(default_factory=dict)  # how the worker was confined: network, user
-
-    def to_dict(self) -> dict:
-        return asdict(self)

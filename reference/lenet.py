@@ -72,18 +72,15 @@ def normalise(images_u8, device=None):
 
 
 def plain_sgd_steps(model, xs, ys, lr):
-    """Plain SGD over (x, y) batches; the per-step losses. Updates exactly model.parameters(),
-    like torch.optim.SGD, whose first construction costs seconds (it imports torch._dynamo)."""
+    """Plain SGD over (x, y) batches; the per-step losses. Updates exactly model.parameters()."""
+    opt = SGD(model.parameters(), lr=lr)
     losses = []
     model.train()
     for x, y in zip(xs, ys):
         loss = F.cross_entropy(model(x), y)
-        model.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.grad is not None:
-                    p -= lr * p.grad
+        opt.step()
         losses.append(float(loss.detach()))
     return losses
 

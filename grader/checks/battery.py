@@ -18,6 +18,7 @@ from grader.checks.compare import close, compare, fmt
 from grader.checks.static import Finding
 from grader.results import CheckOutcome
 from grader.rubric import Tolerance
+from grader.sandbox.child import ROLE_NAMES
 from grader.sandbox.zygote import SandboxError
 from reference import batchnorm as ref
 from reference import lenet
@@ -133,7 +134,7 @@ class Context:
 def _stat(structure, role, C):
     r = structure["roles"][role]
     if r.get("name") is None:
-        raise Failed(f"the module has no {role} (looked for {', '.join(M_ROLE[role])})")
+        raise Failed(f"the module has no {role} (looked for {', '.join(ROLE_NAMES[role])})")
     v = r["value"]
     if v.numel() != C:
         # it had C values when built (structure checks): the batch statistics had another shape
@@ -142,9 +143,6 @@ def _stat(structure, role, C):
                      diagnosis=M.CATALOGUE["wrong_axes"])
     return v.reshape(C).to(torch.float64)
 
-
-M_ROLE = {"gamma": ("gamma", "weight"), "beta": ("beta", "bias"), "moving_mean": ("moving_mean", "running_mean"),
-          "moving_var": ("moving_var", "running_var")}
 
 
 def _mismatch(what, got, expected, tol, channel_dim=1, candidates=(), simulate=None, shape_note=""):

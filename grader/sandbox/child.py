@@ -242,10 +242,6 @@ def _forward(req, cls, models, emit):
     return out
 
 
-def _describe_only(req, cls, models, emit):
-    return {"structure": _describe(models[req["handle"]])}
-
-
 def _norms(model):
     # each norm layer's state, found by role (the student may keep it outside state_dict)
     out = []
@@ -300,8 +296,7 @@ def _train(req, cls, models, emit):
             "seconds": hist["seconds"]}
 
 
-HANDLERS = {"build": _build, "set": _set, "forward": _forward, "describe": _describe_only,
-            "lenet_steps": _lenet_steps, "train": _train}
+HANDLERS = {"build": _build, "set": _set, "forward": _forward, "lenet_steps": _lenet_steps, "train": _train}
 
 
 def serve(fd, workdir, filename, capture_fd, repo_root, threads, limits, uid, needs_read):

@@ -275,7 +275,6 @@ def load(root: str | Path | None = None, cache_dir: str | Path | None = None, do
         fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".cifar10-", suffix=".pt")
         os.close(fd)
         torch.save(blob, tmp)
-        os.chmod(tmp, 0o644)  # the sandboxed worker reads it too
         os.replace(tmp, cache_file)
     except OSError as e:
         raise DataError(f"{cache_dir}: cannot write the decoded-data cache ({e.strerror}); pass --cache DIR") from None

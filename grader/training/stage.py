@@ -82,6 +82,7 @@ class Stage:
             torch.manual_seed(cfg.seed)
             self.init = lenet.LeNet5(activation=cfg.activation).weight_state()
         self._baselines = None
+        self._split = None
 
     # ------------------------------------------------------------------ facts
     def key(self) -> str:
@@ -101,12 +102,16 @@ class Stage:
 
     # ------------------------------------------------------------------ data on the device
     def _tensors(self):
-        d = self.data
-        t = (d.train_images[self.train_idx], d.train_labels[self.train_idx], d.train_images[self.val_idx],
-             d.train_labels[self.val_idx], d.test_images, d.test_labels)
-        if self.device != "cpu":
-            t = tuple(x.to(self.device) for x in t)
-        return t
+        # built once: indexing out the training split copies ~140 MB, and every student's
+        # verification and run would otherwise pay it again
+        if self._split is None:
+            d = self.data
+            t = (d.train_images[self.train_idx], d.train_labels[self.train_idx], d.train_images[self.val_idx],
+                 d.train_labels[self.val_idx], d.test_images, d.test_labels)
+            if self.device != "cpu":
+                t = tuple(x.to(self.device) for x in t)
+            self._split = t
+        return self._split
 
     def _train_here(self, name, norm):
         if self.device == "cpu":
@@ -185,9 +190,8 @@ class Stage:
             session = zygote.spawn(str(path), lim, threads=self.threads)
             if not session.loaded.get("ok"):
                 raise _RunFailed(session.loaded.get("error", "the submission could not be loaded"))
-            d = self.data
-            msg = {"op": "train", "train_x": d.train_images[self.train_idx], "train_y": d.train_labels[self.train_idx],
-                   "val_x": d.train_images[self.val_idx], "val_y": d.train_labels[self.val_idx],
+            tr_x, tr_y, va_x, va_y, _, _ = (t.cpu() for t in self._tensors())
+            msg = {"op": "train", "train_x": tr_x, "train_y": tr_y, "val_x": va_x, "val_y": va_y,
                    "init": self.init, "activation": c.activation, "device": self.device,
                    "config": {k: getattr(c, k) for k in RUN_FIELDS}}
             on_event = self.progress.event if self.progress is not None else None
