@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import TEMPLATE_OK, ZYGOTE, write
-from grader.sandbox import wire
+from grader.sandbox.inside import wire
 from grader.sandbox.zygote import SandboxError
 
 

@@ -18,7 +18,7 @@ from grader.checks.compare import close, compare, fmt
 from grader.checks.static import Finding
 from grader.results import CheckOutcome
 from grader.rubric import Tolerance
-from grader.sandbox.child import ROLE_NAMES
+from grader.sandbox.inside.handlers import ROLE_NAMES
 from grader.sandbox.zygote import SandboxError
 from reference import batchnorm as ref
 from reference import lenet

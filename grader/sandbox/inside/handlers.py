@@ -1,0 +1,228 @@
+"""Requests a sandboxed worker answers about the student's module (sandboxed worker only).
+
+build a module, set its parameters, run a forward (and backward) on an input the parent chose,
+a few LeNet-5 SGD steps, a training run; each returns tensors and plain facts. Nothing here
+compares with an expected value: every verdict is the parent's.
+"""
+import torch
+from torch.overrides import TorchFunctionMode
+
+try:
+    import bn_lenet as lenet  # inside the sandbox the harness is mounted beside this package
+except ImportError:
+    from reference import lenet  # the harness only: reference.batchnorm is never imported here
+
+# aten ops that compute a normalisation for the student; substrings of the op's name
+BUILTIN_NORM_PATTERNS = ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm")
+MODULE_NAME = "submission"
+# the names the template uses first, then torch.nn's, so a reasonable variant still grades
+ROLE_NAMES = {
+    "gamma": ("gamma", "weight"),
+    "beta": ("beta", "bias"),
+    "moving_mean": ("moving_mean", "running_mean"),
+    "moving_var": ("moving_var", "running_var"),
+}
+
+
+class _BuiltinNormRecorder(TorchFunctionMode):
+    # Every Python path to torch's normalisation (nn.BatchNorm2d, F.batch_norm, aliases,
+    # getattr with strings, torch.ops.aten.*) passes a torch-function mode, whatever its
+    # spelling. (A TorchDispatchMode would see aten ops directly, but its first use imports
+    # ~900 modules, 2.3 s here.) The autograd graph is walked as a second line: see _graph_ops.
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if any(p in name for p in BUILTIN_NORM_PATTERNS):
+            self.seen.add(name)
+        return func(*args, **(kwargs or {}))
+
+
+def _graph_ops(y):
+    # autograd nodes such as NativeBatchNormBackward0 betray a built-in normalisation even
+    # if the torch-function mode was bypassed
+    found, seen, stack = set(), set(), [y.grad_fn]
+    while stack and len(seen) < 100000:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        name = type(node).__name__
+        if any(p.replace("_", "") in name.lower() for p in BUILTIN_NORM_PATTERNS):
+            found.add(name)
+        stack.extend(n for n, _ in node.next_functions)
+    return found
+
+
+class SubmissionError(Exception):
+    """A problem with the submission, reported to the parent as text."""
+
+
+def _resolve(model, role):
+    for name in ROLE_NAMES[role]:
+        try:
+            value = getattr(model, name, None)
+        except Exception:
+            value = None
+        if isinstance(value, torch.Tensor):
+            return name, value
+    return None, None
+
+
+def _plain(t):
+    return None if t is None else t.detach().to("cpu", copy=True)
+
+
+def _describe(model):
+    params = dict(model.named_parameters(recurse=False))
+    buffers = dict(model.named_buffers(recurse=False))
+    roles = {}
+    for role in ROLE_NAMES:
+        name, t = _resolve(model, role)
+        if t is None:
+            roles[role] = {"name": None}
+            continue
+        roles[role] = {
+            "name": name,
+            "value": _plain(t),
+            "is_parameter": isinstance(t, torch.nn.Parameter),
+            "is_buffer": name in buffers,
+            "in_parameters": any(p is t for p in model.parameters()),
+            "requires_grad": bool(t.requires_grad),
+            "has_graph": t.grad_fn is not None,
+            "device": str(t.device),
+        }
+    attrs = {}
+    for a in ("momentum", "eps"):
+        v = getattr(model, a, None)
+        attrs[a] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return {"roles": roles, "parameters": sorted(params), "buffers": sorted(buffers), "attrs": attrs,
+            "training": bool(model.training)}
+
+
+def _build(req, cls, models, emit):
+    rec = _BuiltinNormRecorder()
+    with rec:
+        model = cls(*req["args"], **req.get("kwargs", {}))
+    if not isinstance(model, torch.nn.Module):
+        raise SubmissionError("BatchNorm2d(...) did not return an nn.Module")
+    models[req["handle"]] = model
+    return {"structure": _describe(model), "builtin_ops": sorted(rec.seen)}
+
+
+def _set(req, cls, models, emit):
+    model = models[req["handle"]]
+    if req.get("dtype"):
+        model.to(getattr(torch, req["dtype"]))
+    if req.get("device"):
+        model.to(req["device"])
+    for role, value in req.get("values", {}).items():
+        name, t = _resolve(model, role)
+        if t is None:
+            raise SubmissionError(f"the module has no attribute for {role} (looked for {', '.join(ROLE_NAMES[role])})")
+        if t.numel() != value.numel():
+            raise SubmissionError(f"{name} has {t.numel()} elements; expected {value.numel()}")
+        with torch.no_grad():
+            t.copy_(value.reshape(t.shape).to(t.dtype))
+    return {"structure": _describe(model)}
+
+
+def _forward(req, cls, models, emit):
+    model = models[req["handle"]]
+    device = req.get("device", "cpu")
+    x = req["x"].to(device)
+    weights = req.get("weights")
+    leaf = None
+    if weights is not None:
+        # in a network BN's input is a conv's output, not a leaf: in-place ops on it are legal
+        # for autograd, so an in-place submission is judged by its values, not by a crash
+        leaf = x.requires_grad_(True)
+        x = leaf.clone()
+    x_before = x.detach().clone()
+    model.train(req["mode"] == "train")
+    rec = _BuiltinNormRecorder()
+    grad_ctx = torch.enable_grad() if req.get("grad", True) else torch.no_grad()
+    out = {}
+    with rec:
+        with grad_ctx:
+            y = model(x)
+        if not isinstance(y, torch.Tensor):
+            raise SubmissionError(f"forward returned {type(y).__name__}, not a tensor")
+        out["y"] = _plain(y)
+        graph_ops = _graph_ops(y)
+        out["y_device"] = str(y.device)
+        if weights is not None:
+            if not y.requires_grad:
+                raise SubmissionError("the output does not require grad: the computation left the autograd graph")
+            _, gamma = _resolve(model, "gamma")
+            _, beta = _resolve(model, "beta")
+            targets = [leaf] + [t for t in (gamma, beta) if t is not None and t.requires_grad]
+            loss = (y * weights.to(device=y.device, dtype=y.dtype)).sum()
+            grads = torch.autograd.grad(loss, targets, allow_unused=True)
+            out["dx"] = _plain(grads[0])
+            names = [n for n, t in (("dgamma", gamma), ("dbeta", beta)) if t is not None and t.requires_grad]
+            for n, g in zip(names, grads[1:]):
+                out[n] = _plain(g)
+    out["input_modified"] = not torch.equal(x.detach(), x_before)
+    out["structure"] = _describe(model)
+    out["builtin_ops"] = sorted(rec.seen | graph_ops)
+    return out
+
+
+def _norms(model):
+    # each norm layer's state, found by role (the student may keep it outside state_dict)
+    out = []
+    for name in lenet.LeNet5.NORMS:
+        layer = getattr(model, name)
+        out.append({role: _plain(_resolve(layer, role)[1]) for role in ROLE_NAMES})
+    return out
+
+
+def _lenet(cls, req):
+    model = lenet.LeNet5(norm=lambda c, d: cls(c, d), activation=req.get("activation", "sigmoid"))
+    model.load_weight_state(req["init"])
+    return model
+
+
+def _lenet_steps(req, cls, models, emit):
+    # a few SGD steps of LeNet-5 with the student's layer, for the parent to replay with the
+    # reference: catches parameters the optimiser never sees and train/eval switching
+    rec = _BuiltinNormRecorder()
+    with rec:
+        model = _lenet(cls, req)
+        losses = lenet.plain_sgd_steps(model, req["xs"], req["ys"], req["lr"])
+        model.eval()
+        with torch.no_grad():
+            logits = model(req["x_eval"])
+    params = {id(p) for p in model.parameters()}
+    registered = [all(id(_resolve(getattr(model, n), r)[1]) in params for r in ("gamma", "beta"))
+                  for n in lenet.LeNet5.NORMS]
+    return {"losses": torch.tensor(losses, dtype=torch.float64), "weights": model.weight_state(),
+            "norms": _norms(model), "registered": registered, "eval_logits": _plain(logits),
+            "builtin_ops": sorted(rec.seen)}
+
+
+def _train(req, cls, models, emit):
+    cfg = req["config"]
+    device = req.get("device", "cpu")
+    # the data comes in the request: a worker with its own uid cannot read the grader's cache
+    train_x, train_y, val_x, val_y = req["train_x"], req["train_y"], req["val_x"], req["val_y"]
+    if device != "cpu":  # resident on the GPU: no host-to-device copy per batch
+        train_x, train_y, val_x, val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
+    model = _lenet(cls, req).to(device)
+
+    def progress(name, epoch, epochs, step, steps, loss, elapsed):
+        emit({"event": "progress", "name": name, "epoch": epoch, "epochs": epochs, "step": step, "steps": steps,
+              "loss": loss, "elapsed": elapsed})
+    hist = lenet.train(model, train_x, train_y, val_x, val_y, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                       optimizer=cfg["optimizer"], lr=cfg["lr"], momentum=cfg["momentum"],
+                       weight_decay=cfg["weight_decay"], seed=cfg["seed"], device=device, progress=progress,
+                       name="student_bn")
+    return {"weights": {k: _plain(v) for k, v in model.weight_state().items()}, "norms": _norms(model),
+            "train_loss": hist["train_loss"], "val_loss": hist["val_loss"], "val_accuracy": hist["val_accuracy"],
+            "seconds": hist["seconds"]}
+
+
+HANDLERS = {"build": _build, "set": _set, "forward": _forward, "lenet_steps": _lenet_steps, "train": _train}
