@@ -1,28 +1,30 @@
-"""Parent side of the sandbox: the zygote and the sessions it hands out (parent process).
+"""The grader's side of the sandbox: the zygote it starts and the sessions it hands out
+(grader process).
 
-`import torch` costs seconds, so a worker must not pay it again. Forking the parent itself
-would copy whatever it holds (the reference, the rubric, expected values) and, once torch has
-run a parallel op, can deadlock the child's OpenMP pool. So the parent forks a zygote right
-after importing torch, before it does anything else; the zygote only ever forks workers. A
-worker is a grandchild: the zygote reaps it, the parent talks to it over its own socket and
-kills its whole process group when time is up.
+`import torch` costs seconds, so a worker must not pay it again: the grader starts one warm
+zygote inside the sandbox (engine.py; a fresh interpreter, started by exec, that imports torch
+once) and asks it for a worker per submission. The grader starts it first thing, so the
+zygote's torch import runs alongside the grader's own. A worker gets its own namespaces
+(inside/worker.py); the grader sends it the submission's source and then requests over the
+worker's own socket, and tells the zygote to kill it when done or out of time.
+
+What the results record about the confinement comes from here (what the grader set up),
+never from the worker.
 """
+from __future__ import annotations
+
 import json
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 
-import torch  # noqa: F401  (the point of the zygote: imported once, before the fork)
+from grader.sandbox import engine
 
-from grader.sandbox import child, confine
-from grader.sandbox.inside import wire
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MAX_SOURCE = 1_000_000  # bytes: a larger .py is refused before anything parses it
+MAX_REPLY = 64 << 20  # what a worker may send in one message
 
 
 class SandboxError(Exception):
@@ -47,205 +49,264 @@ class Exit:
         return "exit status unknown"
 
 
-def _zygote_loop(ctrl: socket.socket):
-    # The zygote: no compute, no reference, no rubric; it forks workers and reaps them.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    confine.become_subreaper()
-    needs_read = confine.python_paths() + [REPO_ROOT]
-    live = {}  # pid -> (uid, lock fd)
-    reader = ctrl.makefile("r")
-    for line in reader:
-        req = json.loads(line)
-        if req["op"] == "spawn":
-            uid, lock = confine.claim_uid() if os.geteuid() == 0 else (os.getuid(), None)
-            ours, theirs = socket.socketpair()
-            capture_fd = os.open(req["capture"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            pid = os.fork()
-            if pid == 0:
-                code = 0
-                try:
-                    # the makefile reader holds the control socket open too: close both, or the
-                    # student could talk to the zygote
-                    reader.close()
-                    ctrl.close()
-                    ours.close()
-                    child.serve(theirs.fileno(), req["workdir"], req["filename"], capture_fd, REPO_ROOT,
-                                req["threads"], req["limits"], uid, needs_read)
-                except BaseException:
-                    code = 70
-                finally:
-                    os._exit(code)
-            live[pid] = (uid, lock)
-            os.close(capture_fd)
-            theirs.close()
-            socket.send_fds(ctrl, [json.dumps({"pid": pid}).encode() + b"\n"], [ours.fileno()])
-            ours.close()
-        elif req["op"] == "reap":
-            pid = req["pid"]
-            try:
-                _, status = os.waitpid(pid, 0)
-                reply = {"code": os.waitstatus_to_exitcode(status)}
-            except ChildProcessError:
-                reply = {"code": None}
-            uid, lock = live.pop(pid, (None, None))
-            if lock is not None:
-                confine.kill_uid(uid)  # anything of its uid, wherever it went
-                os.close(lock)  # the uid is free for any grader on this machine again
-            reply["strays"] = confine.kill_strays(set(live))
-            ctrl.sendall(json.dumps(reply).encode() + b"\n")
-    os._exit(0)
+def _mode() -> str:
+    return os.environ.get("BN_GRADE_SANDBOX", "auto")
+
+
+def _cuda_devices() -> bool:
+    return os.environ.get("CUDA_VISIBLE_DEVICES", None) != "" and os.path.exists("/dev/nvidiactl")
 
 
 class Zygote:
-    # a zygote that does not answer within this is killed and replaced (a worker that stopped
-    # or killed it, where the uid drop could not prevent that)
+    """mode: 'bubblewrap' (required), 'unconfined', or 'auto' (bubblewrap where it runs)."""
+    HELLO_TIMEOUT = 180.0  # importing torch from a cold disk
     CONTROL_TIMEOUT = 60.0
 
-    def __init__(self):
-        # batch grading calls spawn/reap from several threads: one exchange at a time
-        self._lock = threading.Lock()
+    def __init__(self, mode: str | None = None):
+        self._lock = threading.Lock()  # batch grading spawns from several threads
+        self.mode = mode or _mode()
+        if self.mode not in ("auto", "bubblewrap", "unconfined"):
+            raise engine.EngineUnavailable(f"unknown sandbox mode {self.mode!r} (auto, bubblewrap, unconfined)")
+        self.why_unconfined = ""
+        if self.mode == "auto":
+            self.why_unconfined = engine.probe()
+            self.mode = "unconfined" if self.why_unconfined else "bubblewrap"
+        elif self.mode == "unconfined":
+            self.why_unconfined = "asked for (--unconfined)"
         self.restarts = 0
+        self._ids = 0
         self._start()
 
     def _start(self):
         ours, theirs = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:
-            ours.close()
-            try:
-                _zygote_loop(theirs)
-            finally:
-                os._exit(0)
+        if self.mode == "bubblewrap":
+            self.launch = engine.bubblewrap(theirs.fileno(), _cuda_devices())
+        else:
+            self.launch = engine.unconfined(theirs.fileno())
+        self.proc = engine.start(self.launch)
         theirs.close()
-        ours.settimeout(self.CONTROL_TIMEOUT)
-        self.pid = pid
         self._ctrl = ours
         self._buf = b""
+        self.hello = None
 
-    def _replace(self, why):
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        self._ctrl.close()
-        # a zygote forked now comes from a parent that has run torch: its workers get one
-        # thread each (see the module docstring), which is safe
-        self.restarts += 1
-        self._start()
-        return SandboxError("died", f"the sandbox's zygote {why}; a new one was started")
+    @property
+    def confined(self) -> bool:
+        return self.mode == "bubblewrap"
 
-    def _readline(self):
+    def facts(self) -> dict:
+        """How a worker is confined, as set up by the grader (for every result)."""
+        self._await_hello()
+        nested = bool(self.hello and self.hello.get("nested"))
+        if self.confined:
+            iso = ("own user, mount, PID, network, IPC and UTS namespaces per submission" if nested else
+                   f"one sandbox shared by this grader's workers (per-submission namespaces refused: "
+                   f"{self.hello.get('why', '?')})")
+            return {"engine": self.launch.engine, "confined": True, "isolation": iso, "user": self.launch.user,
+                    "network": "none (own network namespace)", "network_isolated": True,
+                    "filesystem": "read-only Python runtime and torch, private size-capped /tmp; no grader files",
+                    "limits": "rlimits (address space, CPU time, file size, processes) and tmpfs sizes; "
+                              "no cgroup", "environment": "empty but PATH, HOME, LANG, TMPDIR"}
+        return {"engine": self.launch.engine, "confined": False, "isolation": "none", "user": self.launch.user,
+                "network": "available (unconfined)", "network_isolated": False, "filesystem": "the user's own",
+                "limits": "rlimits only", "why_unconfined": self.why_unconfined}
+
+    def _readline(self, timeout):
+        self._ctrl.settimeout(timeout)
         while b"\n" not in self._buf:
-            chunk = self._ctrl.recv(4096)
+            chunk = self._ctrl.recv(65536)
             if not chunk:
-                raise ConnectionError("the sandbox zygote closed its socket")
+                raise ConnectionError("the sandbox's zygote closed its socket")
             self._buf += chunk
         line, _, self._buf = self._buf.partition(b"\n")
         return json.loads(line)
 
-    def _exchange(self, req, with_fd=False):
+    def _startup_error(self) -> str:
         try:
-            self._ctrl.sendall(json.dumps(req).encode() + b"\n")
-            fds = []
-            if with_fd:
-                msg, fds, _, _ = socket.recv_fds(self._ctrl, 4096, 1)
-                if not msg:
-                    raise ConnectionError("the sandbox zygote closed its socket")
-                self._buf += msg
-            return self._readline(), fds
-        except (OSError, ValueError) as e:  # timeouts, a dead or stopped zygote, garbage
+            self.proc.wait(timeout=2)
+        except Exception:
+            pass
+        try:
+            self.proc.errors.seek(0)
+            text = self.proc.errors.read().decode("utf-8", "replace").strip()
+        except Exception:
+            text = ""
+        return (text.splitlines() or ["no message"])[-1][:300]
+
+    def _await_hello(self):
+        if self.hello is not None:
+            return
+        try:
+            msg = self._readline(self.HELLO_TIMEOUT)
+        except (OSError, ValueError) as e:
+            why = self._startup_error()
+            self._kill_process()
+            raise engine.EngineUnavailable(f"the sandbox did not start ({type(e).__name__}): {why}") from None
+        if msg.get("op") != "hello":
+            raise engine.EngineUnavailable("the sandbox's zygote sent no greeting")
+        self.hello = msg
+
+    def _kill_process(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            pass
+
+    def _replace(self, why):
+        self._kill_process()
+        self._ctrl.close()
+        self.restarts += 1
+        self._start()
+        return SandboxError("died", f"the sandbox's zygote {why}; a new one was started")
+
+    def _exchange(self, req, fds=()):
+        try:
+            self._await_hello()
+            data = json.dumps(req).encode() + b"\n"
+            self._ctrl.settimeout(self.CONTROL_TIMEOUT)
+            if fds:
+                socket.send_fds(self._ctrl, [data], list(fds))
+            else:
+                self._ctrl.sendall(data)
+            return self._readline(self.CONTROL_TIMEOUT)
+        except engine.EngineUnavailable:
+            raise
+        except (OSError, ValueError) as e:  # timeouts, a dead zygote, garbage
             raise self._replace(f"stopped answering ({type(e).__name__})") from None
 
-    def spawn(self, submission_path, limits, threads=1):
-        """A new worker with a scratch folder holding a copy of the submission."""
-        root = tempfile.mkdtemp(prefix="bn-grade-")
-        workdir = os.path.join(root, "work")
-        os.mkdir(workdir)
-        filename = os.path.basename(submission_path)
-        shutil.copyfile(submission_path, os.path.join(workdir, filename))
-        capture = os.path.join(root, "output.txt")
-        cuda = os.environ.get("CUDA_VISIBLE_DEVICES", None) != "" and torch.cuda.is_available()
-        if self.restarts:
-            threads = 1
-        req = {"op": "spawn", "workdir": workdir, "filename": filename, "capture": capture, "threads": threads,
-               "limits": {"memory_bytes": limits.memory_mb << 20, "file_bytes": limits.file_mb << 20,
-                          "processes": limits.processes, "cuda": cuda,
-                          "cpu_seconds": limits.total_seconds * max(threads, 1) + 10}}
+    def spawn(self, submission_path, limits, threads=1, filename=None, source=None):
+        """A new worker that has loaded the submission (Session.loaded says how that went)."""
+        if source is None:
+            with open(submission_path, "rb") as f:
+                raw = f.read(MAX_SOURCE + 1)
+            if len(raw) > MAX_SOURCE:
+                raise SandboxError("died", f"the submission is larger than {MAX_SOURCE // 1000} kB")
+            source = raw.decode("utf-8", "replace")
+        filename = filename or os.path.basename(str(submission_path))
+        import torch  # the grader's own import, by now done or well under way
+        cuda = _cuda_devices() and torch.cuda.is_available()
+        req_limits = {"memory_bytes": limits.memory_mb << 20, "file_bytes": limits.file_mb << 20,
+                      "disk_bytes": max(limits.file_mb, 16) << 20, "processes": limits.processes, "cuda": cuda,
+                      "cpu_seconds": limits.total_seconds * max(threads, 1) + 10}
+        ours, theirs = socket.socketpair()
+        capture = os.memfd_create("bn-grade-output", os.MFD_CLOEXEC)
         with self._lock:
+            self._ids += 1
+            wid = self._ids
             try:
-                info, fds = self._exchange(req, with_fd=True)
-            except SandboxError:
-                shutil.rmtree(root, ignore_errors=True)
+                reply = self._exchange({"op": "spawn", "id": wid, "threads": threads, "limits": req_limits},
+                                       fds=(theirs.fileno(), capture))
+            except BaseException:
+                ours.close()
+                os.close(capture)
                 raise
-        return Session(self, info["pid"], fds[0], root, capture, limits)
+            finally:
+                theirs.close()
+        ours.setblocking(False)
+        return Session(self, wid, ours, capture, limits, filename, source, ok=bool(reply.get("ok")))
 
-    def reap(self, pid):
+    def kill(self, wid) -> Exit:
         with self._lock:
             try:
-                return self._exchange({"op": "reap", "pid": pid})[0]["code"]
+                r = self._exchange({"op": "kill", "id": wid})
             except SandboxError:
-                # its zygote is gone: the worker is nobody's child now; make sure it is dead
-                for kill in (os.kill, os.killpg):
-                    try:
-                        kill(pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-                return None
+                return Exit(None, None)  # its zygote is gone, and every worker with it
+        return Exit(r.get("code"), r.get("signal"))
 
     def close(self):
         try:
-            self._ctrl.close()
-        finally:
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
+            self._ctrl.close()  # the zygote kills its workers and exits
+            self.proc.wait(timeout=10)
+        except Exception:
+            self._kill_process()
+        if self.launch.uid_lock is not None:
+            os.close(self.launch.uid_lock)
+        for path in self.launch.cleanup:
+            import shutil
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# the fields a worker's reply may carry that the grader reads everywhere, and their types
+_REPLY_TYPES = {"ok": bool, "error": str, "traceback": str, "exception": str, "event": str, "memory": bool}
+
+
+def _validate(msg):
+    for key, kind in _REPLY_TYPES.items():
+        if key in msg and not isinstance(msg[key], kind):
+            raise ValueError(f"field {key} is a {type(msg[key]).__name__}")
+    ops = msg.get("builtin_ops", [])
+    if not isinstance(ops, list) or not all(isinstance(o, str) and len(o) < 200 for o in ops) or len(ops) > 100:
+        raise ValueError("field builtin_ops is not a short list of names")
+    return msg
 
 
 class Session:
-    """One submission's worker, seen from the parent."""
+    """One submission's worker, seen from the grader."""
 
-    def __init__(self, zygote, pid, fd, root, capture, limits):
-        self.zygote, self.pid, self.fd = zygote, pid, fd
-        self.root, self.capture, self.limits = root, capture, limits
+    def __init__(self, zygote, wid, sock, capture, limits, filename, source, ok=True):
+        from grader.sandbox.inside import wire
+        self._wire = wire
+        self.zygote, self.id, self.sock, self.fd = zygote, wid, sock, sock.fileno()
+        self.capture, self.limits = capture, limits
         self.started = time.monotonic()
         self.exit: Exit | None = None
         try:
+            if not ok:
+                self.kill()
+                raise SandboxError("died", "the sandbox could not start a worker")
+            self._send({"op": "load", "filename": filename, "source": source}, limits.load_seconds,
+                       "loading the submission")
             self.loaded = self._receive(limits.load_seconds, "loading the submission")
         except SandboxError as e:
             # nobody gets a Session to close: keep what it printed, then clean up
             e.output = self.output(limits.output_bytes)
-            shutil.rmtree(root, ignore_errors=True)
+            self._release()
             raise
+        self.loaded.pop("sandbox", None)
+        self.loaded["sandbox"] = zygote.facts()
 
     def _deadline(self, seconds):
         return min(time.monotonic() + seconds, self.started + self.limits.total_seconds)
 
-    def _receive(self, seconds, what, limit=None):
+    def _send(self, msg, seconds, what):
+        wire = self._wire
         try:
-            return wire.recv(self.fd, self._deadline(seconds))
+            wire.send(self.fd, msg, self._deadline(seconds))
+        except wire.ChannelTimeout:
+            self.kill()
+            raise SandboxError("timeout", f"{what} took longer than {seconds:g} s (the worker stopped reading)") \
+                from None
+        except OSError:
+            self.kill()
+            raise SandboxError("died", f"the submission's process ended before {what} ({self.exit.describe()})") \
+                from None
+
+    def _receive(self, seconds, what, limit=None):
+        wire = self._wire
+        try:
+            return _validate(wire.recv(self.fd, self._deadline(seconds), max_bytes=MAX_REPLY))
         except wire.ChannelTimeout:
             self.kill()
             raise SandboxError("timeout", f"{what} took longer than {limit or seconds:g} s") from None
         except (wire.ChannelClosed, ConnectionError):
             self.kill()
-            raise SandboxError("died", f"the submission's process ended while {what} ({self.exit.describe()})") from None
-        except Exception as e:  # a message that is not a plain-tensor dict, or too large
+            raise SandboxError("died", f"the submission's process ended while {what} ({self.exit.describe()})") \
+                from None
+        except Exception as e:  # not a plain-tensor dict, too large, or fields of the wrong type
             self.kill()
-            raise SandboxError("died", f"the submission's process sent an unreadable reply while {what} ({type(e).__name__})") from None
+            raise SandboxError("died", f"the submission's process sent an unreadable reply while {what} "
+                                       f"({type(e).__name__})") from None
 
     def request(self, msg, what="running a check", on_event=None):
         """The reply to msg; progress events sent before it go to on_event."""
         if self.exit is not None:
             raise SandboxError("died", "the submission's process is no longer running")
-        try:
-            wire.send(self.fd, msg)
-        except OSError:
-            self.kill()
-            raise SandboxError("died", f"the submission's process ended before {what} ({self.exit.describe()})") from None
         deadline_seconds = self.limits.call_seconds
         started = time.monotonic()
+        self._send(msg, deadline_seconds, what)
         while True:
             left = deadline_seconds - (time.monotonic() - started)
             reply = self._receive(max(left, 0.0), what, deadline_seconds)
@@ -255,58 +316,44 @@ class Session:
                 on_event(reply)
 
     def kill(self):
-        if self.exit is not None:
-            return
-        # the worker itself first: until it has called setsid() its group does not exist yet
-        for kill in (os.kill, os.killpg):
-            try:
-                kill(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        code = self.zygote.reap(self.pid)
-        if code is None:
-            self.exit = Exit(None, None)
-        elif code < 0:
-            self.exit = Exit(None, -code)
-        else:
-            self.exit = Exit(code, None)
+        if self.exit is None:
+            self.exit = self.zygote.kill(self.id)
 
     def output(self, limit):
         """What the student's code printed, the first and last part when it is long."""
         try:
-            size = os.path.getsize(self.capture)
-            with open(self.capture, "rb") as f:
-                if size <= limit:
-                    data = f.read()
-                    return data.decode("utf-8", "replace")
-                head = f.read(limit // 2)
-                f.seek(size - limit // 2)
-                tail = f.read()
+            size = os.fstat(self.capture).st_size
+            if size <= limit:
+                return os.pread(self.capture, size, 0).decode("utf-8", "replace")
+            head = os.pread(self.capture, limit // 2, 0)
+            tail = os.pread(self.capture, limit // 2, size - limit // 2)
             cut = size - len(head) - len(tail)
-            return (head.decode("utf-8", "replace") + f"\n[... {cut} bytes cut ...]\n" + tail.decode("utf-8", "replace"))
+            return head.decode("utf-8", "replace") + f"\n[... {cut} bytes cut ...]\n" + tail.decode("utf-8", "replace")
         except OSError:
             return ""
 
+    def _release(self):
+        for close in (self.sock.close, lambda: os.close(self.capture)):
+            try:
+                close()
+            except OSError:
+                pass
+
     def close(self, output_limit):
-        """Kill the worker (if still there), return its output, remove its scratch folder."""
-        # a clean worker exits when the socket closes; SIGKILL also covers one that never reads
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-        # when exit happened before the kill (e.g. os._exit), kill() keeps the first status
+        """Kill the worker (if still there) and return its output."""
         self.kill()
         text = self.output(output_limit)
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._release()
         return text
 
 
 _shared = None
 
 
-def shared() -> Zygote:
-    """The process's zygote, started on first use: call this before computing anything."""
+def shared(mode: str | None = None) -> Zygote:
+    """The process's zygote, started on first use: start it early, its torch import runs
+    alongside the grader's."""
     global _shared
     if _shared is None:
-        _shared = Zygote()
+        _shared = Zygote(mode)
     return _shared

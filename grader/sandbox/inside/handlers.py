@@ -4,6 +4,10 @@ build a module, set its parameters, run a forward (and backward) on an input the
 a few LeNet-5 SGD steps, a training run; each returns tensors and plain facts. Nothing here
 compares with an expected value: every verdict is the parent's.
 """
+import inspect
+import linecache
+import os
+
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -42,18 +46,68 @@ class _BuiltinNormRecorder(TorchFunctionMode):
 
 def _graph_ops(y):
     # autograd nodes such as NativeBatchNormBackward0 betray a built-in normalisation even
-    # if the torch-function mode was bypassed
+    # if the torch-function mode was bypassed. Only torch's own C++ nodes count (their class
+    # lives in builtins): a student's autograd.Function, whatever it is called, has a
+    # BackwardCFunction node and is the student's code.
     found, seen, stack = set(), set(), [y.grad_fn]
     while stack and len(seen) < 100000:
         node = stack.pop()
         if node is None or node in seen:
             continue
         seen.add(node)
-        name = type(node).__name__
-        if any(p.replace("_", "") in name.lower() for p in BUILTIN_NORM_PATTERNS):
+        cls = type(node)
+        name = cls.__name__
+        torch_own = cls.__module__ == "builtins" and not isinstance(node, torch.autograd.function.BackwardCFunction)
+        if torch_own and any(p.replace("_", "") in name.lower() for p in BUILTIN_NORM_PATTERNS):
             found.add(name)
         stack.extend(n for n, _ in node.next_functions)
     return found
+
+
+def _shape_of(v):
+    return list(v.shape) if isinstance(v, torch.Tensor) else None
+
+
+def _evidence(exc):
+    # what the parent needs to explain a crash without guessing: the exception, the student's
+    # frames (line numbers and source), and the shapes of the tensors the failing line could see
+    frames, last = [], None
+    tb = exc.__traceback__
+    while tb is not None:
+        f = tb.tb_frame
+        if f.f_globals.get("__name__") == MODULE_NAME:
+            frames.append({"line": tb.tb_lineno, "function": f.f_code.co_name,
+                           "code": linecache.getline(f.f_code.co_filename, tb.tb_lineno).strip(),
+                           "file": os.path.basename(f.f_code.co_filename)})
+            last = f
+        tb = tb.tb_next
+    tensors = {}
+    if last is not None:
+        for name, v in list(last.f_locals.items())[:50]:
+            if _shape_of(v) is not None:
+                tensors[name] = _shape_of(v)
+            elif isinstance(v, torch.nn.Module):
+                for a, t in list(vars(v).items())[:50]:
+                    if _shape_of(t) is not None:
+                        tensors[f"{name}.{a}"] = _shape_of(t)
+                for a, t in list(v.named_parameters(recurse=False))[:20] + list(v.named_buffers(recurse=False))[:20]:
+                    tensors[f"{name}.{a}"] = _shape_of(t)
+    return {"exception": type(exc).__name__, "message": str(exc)[:1000], "frames": frames[-4:], "tensors": tensors}
+
+
+class _Crashed(Exception):
+    # carries the student's exception out of a handler, with its evidence, as a reply
+    def __init__(self, exc):
+        super().__init__(str(exc))
+        self.evidence = _evidence(exc)
+
+
+def _crash_reply(c):
+    e = c.evidence
+    where = "".join(f'  File "{f["file"]}", line {f["line"]}, in {f["function"]}\n    {f["code"]}\n'
+                    for f in e["frames"])
+    return {"crash": e, "error": f'{e["exception"]}: {e["message"]}'[:2000], "exception": e["exception"],
+            "traceback": (where + f'{e["exception"]}: {e["message"]}')[-4000:]}
 
 
 class SubmissionError(Exception):
@@ -71,6 +125,14 @@ def _resolve(model, role):
     return None, None
 
 
+def _none_attr(model, role):
+    # an attribute set to None in __init__ (filled from the first batch): its name, else None
+    for name in ROLE_NAMES[role]:
+        if name in vars(model) and vars(model)[name] is None:
+            return name
+    return None
+
+
 def _plain(t):
     return None if t is None else t.detach().to("cpu", copy=True)
 
@@ -82,7 +144,7 @@ def _describe(model):
     for role in ROLE_NAMES:
         name, t = _resolve(model, role)
         if t is None:
-            roles[role] = {"name": None}
+            roles[role] = {"name": None, "none_attr": _none_attr(model, role)}
             continue
         roles[role] = {
             "name": name,
@@ -98,14 +160,21 @@ def _describe(model):
     for a in ("momentum", "eps"):
         v = getattr(model, a, None)
         attrs[a] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    try:
+        forward_params = list(inspect.signature(type(model).forward).parameters)[1:]
+    except (TypeError, ValueError):
+        forward_params = []
     return {"roles": roles, "parameters": sorted(params), "buffers": sorted(buffers), "attrs": attrs,
-            "training": bool(model.training)}
+            "training": bool(model.training), "forward_params": forward_params}
 
 
 def _build(req, cls, models, emit):
     rec = _BuiltinNormRecorder()
-    with rec:
-        model = cls(*req["args"], **req.get("kwargs", {}))
+    try:
+        with rec:
+            model = cls(*req["args"], **req.get("kwargs", {}))
+    except Exception as e:
+        return _crash_reply(_Crashed(e))
     if not isinstance(model, torch.nn.Module):
         raise SubmissionError("BatchNorm2d(...) did not return an nn.Module")
     models[req["handle"]] = model
@@ -120,6 +189,10 @@ def _set(req, cls, models, emit):
         model.to(req["device"])
     for role, value in req.get("values", {}).items():
         name, t = _resolve(model, role)
+        if t is None and _none_attr(model, role):
+            # state the student fills from the first batch: the parent sets it as a batch would
+            setattr(model, _none_attr(model, role), value.clone())
+            continue
         if t is None:
             raise SubmissionError(f"the module has no attribute for {role} (looked for {', '.join(ROLE_NAMES[role])})")
         if t.numel() != value.numel():
@@ -130,24 +203,36 @@ def _set(req, cls, models, emit):
 
 
 def _forward(req, cls, models, emit):
+    try:
+        return _forward_inner(req, cls, models)
+    except _Crashed as c:
+        return _crash_reply(c)
+
+
+def _forward_inner(req, cls, models):
     model = models[req["handle"]]
     device = req.get("device", "cpu")
     x = req["x"].to(device)
     weights = req.get("weights")
+    grad = req.get("grad", True)
     leaf = None
-    if weights is not None:
-        # in a network BN's input is a conv's output, not a leaf: in-place ops on it are legal
-        # for autograd, so an in-place submission is judged by its values, not by a crash
+    if grad:
+        # as in a network, BN's input is a conv's output: it requires grad and is not a leaf, so
+        # in-place ops on it are legal for autograd (an in-place submission is judged by its
+        # values, not by a crash) and numpy() on it fails as it would in training
         leaf = x.requires_grad_(True)
         x = leaf.clone()
     x_before = x.detach().clone()
     model.train(req["mode"] == "train")
     rec = _BuiltinNormRecorder()
-    grad_ctx = torch.enable_grad() if req.get("grad", True) else torch.no_grad()
+    grad_ctx = torch.enable_grad() if grad else torch.no_grad()
     out = {}
     with rec:
-        with grad_ctx:
-            y = model(x)
+        try:
+            with grad_ctx:
+                y = model(x)
+        except Exception as e:
+            raise _Crashed(e) from None
         if not isinstance(y, torch.Tensor):
             raise SubmissionError(f"forward returned {type(y).__name__}, not a tensor")
         out["y"] = _plain(y)
@@ -160,7 +245,10 @@ def _forward(req, cls, models, emit):
             _, beta = _resolve(model, "beta")
             targets = [leaf] + [t for t in (gamma, beta) if t is not None and t.requires_grad]
             loss = (y * weights.to(device=y.device, dtype=y.dtype)).sum()
-            grads = torch.autograd.grad(loss, targets, allow_unused=True)
+            try:
+                grads = torch.autograd.grad(loss, targets, allow_unused=True)
+            except Exception as e:  # a hand-written backward runs here
+                raise _Crashed(e) from None
             out["dx"] = _plain(grads[0])
             names = [n for n, t in (("dgamma", gamma), ("dbeta", beta)) if t is not None and t.requires_grad]
             for n, g in zip(names, grads[1:]):

@@ -1,11 +1,17 @@
-"""Framing of messages between the parent and the sandboxed worker (used on both sides).
+"""Framing of messages between the grader and a sandboxed worker (both sides: the grader and,
+mounted read-only, the worker).
 
 A message is a dict of str/int/float/bool/None, lists, dicts and tensors. It travels as a JSON
 header, in which every tensor is replaced by {"__tensor__": i, "dtype", "shape"}, followed by
 the tensors' raw bytes. Nothing is ever unpickled: whatever the worker sends can only become
 JSON values and dense CPU tensors of a known dtype. (torch.load(weights_only=True) would be safe
 too, but its pure-Python unpickler cost ~4 ms a message, a quarter of a grading.)
+
+The grader treats what comes back as hostile: sends and receives have deadlines (a worker that
+stops reading cannot hang the grader), sizes are capped before anything is read, and a tensor's
+declared shape and dtype must account for its payload exactly before it is built.
 """
+import ctypes
 import json
 import os
 import select
@@ -18,6 +24,9 @@ HEADER = struct.Struct("!QQ")  # JSON length, payload length
 DTYPES = {str(d).replace("torch.", ""): d for d in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16, torch.int32,
     torch.int64, torch.bool, torch.complex64, torch.complex128)}
+
+
+ITEMSIZE = {name: torch.empty((), dtype=d).element_size() for name, d in DTYPES.items()}
 
 
 class ChannelClosed(Exception):
@@ -56,7 +65,8 @@ def _flatten(obj, tensors):
 def encode(msg: dict) -> bytes:
     tensors = []
     flat = _flatten(msg, tensors)
-    blobs = [t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"" for t in tensors]
+    # straight from the tensor's memory (contiguous, on the CPU): numpy is not always installed
+    blobs = [ctypes.string_at(t.data_ptr(), t.numel() * t.element_size()) if t.numel() else b"" for t in tensors]
     head = json.dumps({"m": flat, "s": [len(b) for b in blobs]}).encode()
     payload = b"".join(blobs)
     return HEADER.pack(len(head), len(payload)) + head + payload
@@ -95,6 +105,14 @@ def decode(head: bytes, payload: bytes) -> dict:
             shape = [int(x) for x in shape]
             buf = views[i]
             t = torch.frombuffer(bytearray(buf), dtype=torch.uint8) if buf else torch.empty(0, dtype=torch.uint8)
+            if any(d < 0 for d in shape) or len(shape) > 16:
+                raise BadMessage("bad tensor shape")
+            numel = 1
+            for d in shape:
+                numel *= d
+            # checked before anything is allocated: a tiny reply must not declare a huge tensor
+            if numel * ITEMSIZE[dtype] != len(buf):
+                raise BadMessage(f"tensor of shape {shape} and dtype {dtype} does not match its {len(buf)} bytes")
             return t.view(dt).reshape(shape) if buf else torch.empty(shape, dtype=dt)
         return build
     msg = _rebuild(msg, [make(i) for i in range(len(sizes))])
@@ -103,10 +121,20 @@ def decode(head: bytes, payload: bytes) -> dict:
     return msg
 
 
-def send(fd: int, msg: dict) -> None:
+def send(fd: int, msg: dict, deadline: float | None = None) -> None:
     view = memoryview(encode(msg))
     while view:
-        n = os.write(fd, view)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            _, ready, _ = select.select([], [fd], [], max(left, 0.0))
+            if not ready:
+                raise ChannelTimeout()
+            try:
+                n = os.write(fd, view[:1 << 16])  # at most what a writable socket surely takes
+            except BlockingIOError:
+                continue
+        else:
+            n = os.write(fd, view)
         view = view[n:]
 
 
