@@ -3,10 +3,13 @@
     python benchmarks/bench_startup.py [--runs 5] [SUBMISSION]
 
 Runs both commands alternately (so machine noise hits both alike) and prints the medians and
-their ratio. Goal (issue 2): `grade.py SUB --no-train` at most 1.5x `python -c "import torch"`.
+their ratio, and which sandbox the grading ran in. Goal: `grade.py SUB --no-train` at most
+1.5x `python -c "import torch"`, with the submission in the bubblewrap sandbox.
 """
 import argparse
+import json
 import statistics
+import tempfile
 import subprocess
 import sys
 import time
@@ -38,6 +41,10 @@ def main():
     print(f"bare import torch      median {mb:.2f} s  ({', '.join(f'{t:.2f}' for t in tb)})")
     print(f"grade.py --no-train    median {mg:.2f} s  ({', '.join(f'{t:.2f}' for t in tg)})")
     print(f"ratio grade / import   {mg / mb:.2f}x   (goal <= 1.5x)")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(grade + ["--json", f"{tmp}/r.json"], cwd=ROOT, capture_output=True)
+        sandbox = json.load(open(f"{tmp}/r.json"))["extra_data"].get("sandbox", {})
+    print(f"sandbox                {sandbox.get('engine')}: {sandbox.get('isolation')}")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def run(folder: Path, out: Path, rubric, zygote, *, jobs: int, shard: Shard | No
                 result = grading.not_gradable(entry.name, rubric, got.error, stage=stage, notes=got.notes)
             else:
                 result = grading.grade_file(got.source, rubric, zygote, stage=stage, threads=threads,
-                                            notes=got.notes)
+                                            notes=got.notes, line_map=got.line_map)
                 result.submission = str(entry)
         except Exception as e:  # a grader bug costs this student a row with the reason, not the batch
             result = grading.not_gradable(entry.name, rubric, f"internal grader error: {type(e).__name__}: {e}",

@@ -9,6 +9,9 @@ the sandbox zygote is forked right after it, before anything else runs.
   bn-grade SUBMISSIONS_DIR --out OUT [...]          a class: one entry per student
   bn-grade --gradebook OUT                          rebuild OUT/gradebook.csv and summary.html
   bn-grade --gradescope [...]                       inside Gradescope's autograder image
+  bn-grade gradescope-bundle --out autograder.zip   the zip to upload to Gradescope
+  bn-grade pack --rubric R --out hw9.bnpack         a check pack for the student edition
+  bn-grade SUB.py --pack hw9.bnpack [...]           check against a pack (the student edition's way)
 """
 from __future__ import annotations
 
@@ -56,12 +59,18 @@ def _parser():
     p.add_argument("--shard", metavar="K/N", help="grade only shard K of N (by a hash of the student id)")
     p.add_argument("--regrade", action="store_true", help="grade students that already have results in OUT")
     p.add_argument("--gradebook", metavar="OUT", help="only rebuild OUT/gradebook.csv and OUT/summary.html")
+    p.add_argument("--roster", metavar="CSV", help="a class's roster (columns id, name, email): the gradebook lists "
+                   "students by it, those without a submission as missing (docs/batch.md)")
     p.add_argument("--gradescope", action="store_true", help="read /autograder/submission, write "
                    "/autograder/results/results.json")
     p.add_argument("--lang", choices=("en", "zh"), help="language of titles, hints and the report (default: the "
                    "rubric's, else the locale's)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-color", action="store_true", help="no colour in the terminal output")
+    p.add_argument("--unconfined", action="store_true", help="run student code without the bubblewrap sandbox "
+                   "(for your own file; a class or Gradescope needs this flag where the sandbox cannot run)")
+    p.add_argument("--pack", metavar="FILE", help="grade against a check pack (FILE.bnpack from `bn-grade pack`): "
+                   "how the student edition grades (docs/student-edition.md)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of grader errors")
     return p
 
@@ -112,6 +121,12 @@ def _gradescope_paths():
 
 
 def _validate(args):
+    if args.roster:
+        from grader import gradebook
+        try:
+            args.roster_students = gradebook.load_roster(args.roster)
+        except gradebook.RosterError as e:
+            raise UsageError(f"--roster {e}") from None
     if args.gradebook:
         if not Path(args.gradebook).is_dir():
             raise UsageError(f"--gradebook {args.gradebook}: no such folder")
@@ -126,6 +141,8 @@ def _validate(args):
     batch = sub.is_dir() and not args.gradescope
     if batch and not args.out:
         raise UsageError(f"{sub}: is a folder: grading a class needs --out DIR (or give one .py/.zip/.ipynb)")
+    if args.roster and not batch:
+        raise UsageError("--roster is for a folder of submissions or --gradebook OUT")
     if batch and (args.json or args.report):
         raise UsageError("--json/--report are for one submission; a class gets OUT/<student>/results.json")
     if not batch and (args.shard or args.regrade or args.jobs):
@@ -150,7 +167,7 @@ def _validate(args):
     return batch
 
 
-def _training_stage(args, rubric):
+def _training_stage(args, rubric, lang="en"):
     from grader.output.progress import Progress
     from grader.training import data
     from grader.training.stage import Stage
@@ -158,7 +175,10 @@ def _training_stage(args, rubric):
     cache = Path(args.cache) if args.cache else data.default_cache_dir()
     try:
         dataset = data.load(args.data, cache, download=not args.no_download)
-        progress = Progress(enabled=False if args.quiet else None)
+        progress = Progress(enabled=False if args.quiet else None, lang=lang)
+        if getattr(args, "oracle", None) is not None:
+            from grader.training.packed import PackStage  # the baselines come from the pack
+            return PackStage(rubric.training, dataset, cache, progress, args.oracle.pack)
         return Stage(rubric.training, dataset, cache, progress)
     except data.DataError as e:
         raise UsageError(str(e)) from None
@@ -193,7 +213,8 @@ def _single(args, rubric, zyg, stage, lang):
         if got.error:
             result = grading.not_gradable(str(sub), rubric, got.error, stage=stage, notes=got.notes)
         else:
-            result = grading.grade_file(got.source, rubric, zyg, stage=stage, notes=got.notes)
+            result = grading.grade_file(got.source, rubric, zyg, stage=stage, notes=got.notes,
+                                        line_map=got.line_map, oracle=getattr(args, "oracle", None))
             result.submission = str(sub)
     result.student = student
     print(terminal.render(result, lang, colour=False if args.no_color else None))
@@ -215,7 +236,7 @@ def _batch(args, rubric, zyg, stage, lang):
     results = batch.run(Path(args.submission), out, rubric, zyg, jobs=args.jobs or batch.default_jobs(),
                         shard=batch.Shard.parse(args.shard) if args.shard else None, regrade=args.regrade,
                         stage=stage, lang=lang, log=batch.stderr_log(args.quiet))
-    rows, matches = gradebook.rebuild(out, lang=lang)
+    rows, matches = gradebook.rebuild(out, lang=lang, roster=getattr(args, "roster_students", None))
     print(f"Graded {len(results)} now; gradebook of {len(rows)} students: {out / 'gradebook.csv'}")
     print(f"Summary: {out / 'summary.html'}" + (f" ({len(matches)} similar pairs flagged)" if matches else ""))
     if args.junit:
@@ -229,11 +250,66 @@ def _batch(args, rubric, zyg, stage, lang):
     return ExitStatus.OK
 
 
+def _sandbox_mode(args, batch) -> str:
+    """bubblewrap where it runs; elsewhere a student's own file runs unconfined, said in one
+    line, and a class or Gradescope refuses unless the instructor passed --unconfined."""
+    from grader.sandbox import engine
+    if args.unconfined or os.environ.get("BN_GRADE_SANDBOX") == "unconfined":
+        return "unconfined"
+    why = engine.probe()
+    if not why:
+        return "bubblewrap"
+    if batch or args.gradescope:
+        what = "--gradescope" if args.gradescope else "grading a class"
+        raise UsageError(f"{what} needs the sandbox, and {why}: {engine.FIX}; or pass --unconfined to run "
+                         "students' code without it")
+    print(f"{PROG}: note: running your code unconfined ({why}); fine for checking your own file, never for "
+          "grading others'", file=sys.stderr)
+    return "unconfined"
+
+
+def _pack(args, batch):
+    """(pack, rubric path or None) for --pack; the student edition without one is told how to grade."""
+    from grader.checks import oracle
+    if not args.pack:
+        try:
+            oracle.computed()
+        except oracle.StudentEdition as e:
+            raise UsageError(str(e)) from None
+        return None
+    if batch or args.gradescope:
+        raise UsageError("--pack is for checking one submission; grade a class with the full edition")
+    from grader import pack
+    try:
+        return pack.read(args.pack)
+    except pack.PackError as e:
+        raise UsageError(f"--pack {e}") from None
+
+
+def _pack_rubric(args, pack, known):
+    # the pack carries the rubric it was made for; another one must have the same seed and conventions
+    from grader import rubric as rubric_mod
+    if args.rubric:
+        rubric = rubric_mod.load(args.rubric, known_checks=known)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bn-grade-pack-") as d:
+            p = Path(d) / "rubric.yaml"
+            p.write_text(pack.rubric_text, encoding="utf-8")
+            rubric = rubric_mod.load(p, known_checks=known)
+        rubric.path = f"{pack.path} (its rubric)"
+    for key in ("seed", "running_var", "grad_mode_only"):
+        if getattr(rubric, key) != pack.meta.get(key):
+            raise UsageError(f"--pack {pack.path}: made for {key} {pack.meta.get(key)!r}, the rubric has "
+                             f"{getattr(rubric, key)!r}")
+    return rubric
+
+
 def run(args) -> int:
     batch = _validate(args)
     if args.gradebook:
         from grader import gradebook
-        rows, matches = gradebook.rebuild(Path(args.gradebook), lang=args.lang or "en")
+        rows, matches = gradebook.rebuild(Path(args.gradebook), lang=args.lang or "en",
+                                          roster=getattr(args, "roster_students", None))
         print(f"Gradebook of {len(rows)} students: {Path(args.gradebook) / 'gradebook.csv'}; "
               f"{len(matches)} similar pairs")
         return ExitStatus.OK
@@ -242,22 +318,28 @@ def run(args) -> int:
     # parallel, a shared server) spinning threads slowed training 2-50x in measurements here.
     # Read once, when torch loads its OpenMP runtime, so it must be set before the import.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # torch, then the zygote at once: see grader/sandbox/zygote.py
+    # the sandbox first: its zygote imports torch while this process does (grader/sandbox/zygote.py)
     from grader.sandbox import zygote
-    zyg = zygote.shared()
+    zyg = zygote.shared(_sandbox_mode(args, batch))
 
     from grader import rubric as rubric_mod
     from grader.grading import known_checks, training_ids
     from grader.output.i18n import default_language
 
+    pack = _pack(args, batch)
     try:
-        rubric = rubric_mod.load(args.rubric, known_checks=known_checks())
+        rubric = _pack_rubric(args, pack, known_checks()) if pack else \
+            rubric_mod.load(args.rubric, known_checks=known_checks())
     except rubric_mod.RubricError as e:
         raise UsageError(str(e)) from None
+    args.oracle = None
+    if pack is not None:
+        from grader.checks.oracle import PackOracle
+        args.oracle = PackOracle(pack)
     lang = args.lang or default_language(None if rubric.language == "auto" else rubric.language)
     stage = None
     if not args.no_train and training_ids(rubric):
-        stage = _training_stage(args, rubric)
+        stage = _training_stage(args, rubric, lang)
     if batch:
         return _batch(args, rubric, zyg, stage, lang)
     return _single(args, rubric, zyg, stage, lang)
@@ -266,6 +348,25 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    if argv[:1] == ["pack"]:
+        try:
+            from grader import packmaker
+        except ImportError:  # the student edition has no reference to make a pack from
+            print(f"{PROG} pack: error: this is the student edition; packs are made with the full bn-grader",
+                  file=sys.stderr)
+            return int(ExitStatus.USAGE)
+        try:
+            return packmaker.main(argv[1:])
+        except packmaker.PackError as e:
+            print(f"{PROG} pack: error: {e}", file=sys.stderr)
+            return int(ExitStatus.USAGE)
+    if argv[:1] == ["gradescope-bundle"]:
+        from grader import gradescope_bundle
+        try:
+            return gradescope_bundle.main(argv[1:])
+        except gradescope_bundle.BundleError as e:
+            print(f"{PROG} gradescope-bundle: error: {e}", file=sys.stderr)
+            return int(ExitStatus.USAGE)
     try:
         return int(run(_parser().parse_args(argv)))
     except UsageError as e:

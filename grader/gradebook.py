@@ -4,7 +4,8 @@ OUT/summary.html.
 It reads every OUT/<id>/results.json (plain JSON this grader wrote; nothing is unpickled) and
 OUT/<id>/submission.py, so N shards writing into one OUT, or a resumed run, end with the same
 gradebook as one run over the whole class. Similar submissions are flagged here, across the
-whole class; a flag never changes a score.
+whole class; a flag never changes a score. Submissions whose source scan needs review
+(checks/static.py) get the `needs_review` flag and their evidence at the top of the summary.
 """
 from __future__ import annotations
 
@@ -12,17 +13,84 @@ import collections
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from grader import similarity
+from grader.intake import safe_id
+from grader.checks.static import NEEDS_REVIEW, review_flags
 from grader.output.charts import STYLES
 from grader.output.files import write_atomic
 from grader.output.i18n import TEXT
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "student_template" / "batchnorm.py"
+
+
+COLUMNS = ["id", "name", "email", "score", "max_score", "percent", "status", "flags"]
+MISSING = "missing"  # on the roster, no submission graded
+
+
+class RosterError(Exception):
+    """A roster that cannot be read: one line naming the file (and row) and the problem."""
+
+
+@dataclass
+class Student:
+    id: str
+    name: str = ""
+    email: str = ""
+
+
+def load_roster(path) -> list[Student]:
+    """roster.csv: a header with `id` (and optional `name`, `email`; any case, extra columns
+    ignored), one student a row. UTF-8 with or without a BOM, as Excel and the LMS exports write it."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise RosterError(f"{path}: no such roster file") from None
+    except OSError as e:
+        raise RosterError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise RosterError(f"{path}: not UTF-8 (byte {e.start}); save it as 'CSV UTF-8'") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise RosterError(f"{path}: not a CSV file: {e}") from None
+    if not rows:
+        raise RosterError(f"{path}: empty roster (expected a header with an 'id' column)")
+    header = [h.strip().lower() for h in rows[0]]
+    if "id" not in header:
+        raise RosterError(f"{path}: line 1: no 'id' column (the header has: {', '.join(rows[0]) or 'nothing'})")
+    col = {k: header.index(k) for k in ("id", "name", "email") if k in header}
+    students, seen = [], {}
+    for n, row in enumerate(rows[1:], 2):
+        if not any(c.strip() for c in row):
+            continue
+        get = lambda k: row[col[k]].strip() if k in col and col[k] < len(row) else ""  # noqa: E731
+        sid = get("id")
+        if not sid:
+            raise RosterError(f"{path}: line {n}: empty id")
+        if sid.casefold() in seen:
+            raise RosterError(f"{path}: line {n}: id '{sid}' already on line {seen[sid.casefold()]}")
+        seen[sid.casefold()] = n
+        students.append(Student(sid, get("name"), get("email")))
+    return students
+
+
+def _match(roster: list[Student], ids: list[str]) -> dict:
+    """{submission id: Student}. A submission is named by whatever the course collected it under
+    (a student id, an e-mail, a GitHub Classroom login); matched, case-insensitively, by the
+    roster's id, then e-mail, then the e-mail's user part."""
+    keys = {}
+    for st in roster:
+        for key in (st.id, st.email, st.email.split("@")[0] if "@" in st.email else ""):
+            if key:
+                keys.setdefault(safe_id(key).casefold(), st)
+    return {sid: keys[sid.casefold()] for sid in ids if sid.casefold() in keys}
 
 
 def collect(out: Path) -> list[dict]:
@@ -42,6 +110,29 @@ def collect(out: Path) -> list[dict]:
     return rows
 
 
+def _review(ex, lang="en"):
+    """The entries of extra_data.review, shape-checked (the file is JSON on disk), messages in lang."""
+    out = []
+    for e in ex.get("review") or []:
+        if not isinstance(e, dict) or not isinstance(e.get("evidence"), list):
+            continue
+        msg = e.get("message")
+        out.append({"code": str(e.get("code", "")), "severity": str(e.get("severity", "")),
+                    "file": str(e.get("file", "")), "similarity": e.get("similarity"),
+                    "message": str(msg.get(lang, msg.get("en", ""))) if isinstance(msg, dict) else str(msg or ""),
+                    "evidence": [{"line": ev.get("line"), "text": str(ev.get("text", ""))}
+                                 for ev in e["evidence"] if isinstance(ev, dict)]})
+    return out
+
+
+def _flags(ex, similar):
+    # needs_review comes from the review itself as well as from the flags the grader wrote, so
+    # the column cannot miss a flagged student
+    flags = list(ex.get("flags", []))
+    flags += [f for f in review_flags(_review(ex)) if f not in flags]
+    return flags + similar
+
+
 def _check_columns(rows):
     order = []
     for r in rows:
@@ -52,8 +143,44 @@ def _check_columns(rows):
     return order
 
 
-def rebuild(out: Path, threshold: float = 0.8, lang: str = "en"):
-    """(rows, matches); writes gradebook.csv and summary.html."""
+def _gradebook_rows(rows, cols, similar, roster):
+    """The CSV's rows: the roster's students in its order (the missing ones too), then any
+    submission nobody on the roster matches, flagged `not_on_roster`."""
+    by_id = {r["_student"]: r for r in rows}
+    matched = _match(roster, list(by_id)) if roster else {}
+    owner = {}
+    for sid, st in matched.items():
+        owner.setdefault(st.id, []).append(sid)
+    table = []
+
+    def line(st, r, extra_flags=()):
+        if r is None:
+            return [st.id, st.name, st.email, "", "", "", MISSING, ""] + [""] * len(cols)
+        ex = r.get("extra_data", {})
+        checks = ex.get("checks", {})
+        mx = ex.get("max_score", 0) or 0
+        flags = _flags(ex, similar[r["_student"]]) + list(extra_flags)
+        return ([st.id, st.name, st.email, f"{r['score']:g}", f"{mx:g}",
+                 f"{100 * r['score'] / mx:.1f}" if mx else "", ex.get("status", ""), ";".join(flags)]
+                + [f"{checks[c]['score']:g}" if c in checks and checks[c].get("score") is not None else ""
+                   for c in cols])
+
+    for st in roster or []:
+        subs = owner.get(st.id, [])
+        if not subs:
+            table.append(line(st, None))
+        for sid in sorted(subs):
+            # two submissions for one student: both rows, flagged, so the instructor picks
+            table.append(line(st, by_id[sid], [f"duplicate_of:{st.id}"] if len(subs) > 1 else []))
+    for sid in sorted(by_id):
+        if sid not in matched:
+            table.append(line(Student(sid), by_id[sid], ["not_on_roster"] if roster else []))
+    return table
+
+
+def rebuild(out: Path, threshold: float = 0.8, lang: str = "en", roster: list[Student] | None = None):
+    """(rows, matches); writes gradebook.csv and summary.html. roster: load_roster()'s students;
+    the gradebook then lists them by id, name and e-mail, missing ones included."""
     out = Path(out)
     rows = collect(out)
     template = TEMPLATE.read_text() if TEMPLATE.exists() else None
@@ -64,20 +191,16 @@ def rebuild(out: Path, threshold: float = 0.8, lang: str = "en"):
         similar[m.a].append(f"similar:{m.b}({m.score:.2f})")
         similar[m.b].append(f"similar:{m.a}({m.score:.2f})")
     cols = _check_columns(rows)
+    table = _gradebook_rows(rows, cols, similar, roster)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["student", "score", "max_score", "percent", "status", "flags"] + cols)
-    for r in rows:
-        ex = r.get("extra_data", {})
-        checks = ex.get("checks", {})
-        flags = list(ex.get("flags", [])) + similar[r["_student"]]
-        mx = ex.get("max_score", 0) or 0
-        w.writerow([r["_student"], f"{r['score']:g}", f"{mx:g}", f"{100 * r['score'] / mx:.1f}" if mx else "",
-                    ex.get("status", ""), ";".join(flags)]
-                   + [f"{checks[c]['score']:g}" if c in checks and checks[c].get("score") is not None else ""
-                      for c in cols])
-    write_atomic(out / "gradebook.csv", buf.getvalue())
-    write_atomic(out / "summary.html", _summary(rows, cols, matches, similar, sources, lang))
+    w.writerow(COLUMNS + cols)
+    w.writerows(table)
+    # the BOM: Excel (Chinese Windows above all) reads a CSV without one in the local code page,
+    # and 王小明 turns to mojibake; LMS importers and csv readers with utf-8-sig skip it
+    write_atomic(out / "gradebook.csv", "\ufeff" + buf.getvalue())
+    missing = [t[:3] for t in table if t[6] == MISSING]
+    write_atomic(out / "summary.html", _summary(rows, cols, matches, similar, sources, lang, missing))
     return rows, matches
 
 
@@ -101,35 +224,68 @@ def _histogram(percents, width=520, height=180):
     return Markup("".join(parts))
 
 
-def _summary(rows, cols, matches, similar, sources, lang):
+def _titles(rows, lang):
+    # the rubric's titles in lang, as results.json carries them (extra_data.checks[id].title);
+    # an older results.json has only the tests' "id: title" in the language it was graded in
+    titles = {}
+    for r in rows:
+        for cid, c in r.get("extra_data", {}).get("checks", {}).items():
+            t = c.get("title")
+            if isinstance(t, dict) and t.get(lang):
+                titles.setdefault(cid, str(t[lang]))
+        for t in r.get("tests", []):
+            cid, _, title = t.get("name", "").partition(": ")
+            titles.setdefault(cid, title or cid)
+    return titles
+
+
+def _summary(rows, cols, matches, similar, sources, lang, missing=()):
     env = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().parent / "output" / "templates")),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    T = {k: v[lang] for k, v in TEXT.items()}
     students = []
     diag = collections.Counter()
     passes = {c: [0, 0] for c in cols}
     percents = []
+    review = []  # students whose source scan needs an instructor's look, with the evidence
+    unloaded = []  # could not be loaded: no verdict on any check, so left out of the pass rates
+    maxima = collections.Counter()
     for r in rows:
         ex = r.get("extra_data", {})
         mx = ex.get("max_score", 0) or 0
+        maxima[mx] += 1
         pct = 100 * r["score"] / mx if mx else 0.0
         percents.append(pct)
-        flags = list(ex.get("flags", [])) + similar[r["_student"]]
-        for cid, c in ex.get("checks", {}).items():
-            if cid in passes:
-                passes[cid][1] += 1
-                passes[cid][0] += bool(c.get("passed"))
-            if not c.get("passed") and c.get("diagnosis") and not c.get("advisory"):
-                diag[c["diagnosis"]] += 1
+        flags = _flags(ex, similar[r["_student"]])
+        entries = [e for e in _review(ex, lang) if e["severity"] == NEEDS_REVIEW]
+        if entries:
+            review.append({"id": r["_student"], "entries": entries})
+        status = ex.get("status", "")
+        if status != "graded":
+            unloaded.append(r["_student"])
+        else:
+            mistakes = set()  # per student: one student with one mistake counts once, however many checks it broke
+            for cid, c in ex.get("checks", {}).items():
+                if cid in passes:
+                    passes[cid][1] += 1
+                    passes[cid][0] += bool(c.get("passed"))
+                if not c.get("passed") and not c.get("advisory"):
+                    mistakes.update(c.get("diagnoses") or ([c["diagnosis"]] if c.get("diagnosis") else []))
+            diag.update(mistakes)
         students.append({"id": r["_student"], "score": f"{r['score']:g}", "max": f"{mx:g}", "pct": f"{pct:.0f}%",
-                         "status": ex.get("status", ""), "flags": flags, "reason": ex.get("reason", "")})
+                         "status": status, "status_text": T.get(status, status), "flags": flags,
+                         "reason": ex.get("reason", "")})
     from grader.checks.mistakes import CATALOGUE
     diagnoses = [{"code": code, "title": CATALOGUE[code].title[lang] if code in CATALOGUE else code, "n": n}
                  for code, n in diag.most_common(10)]
-    rates = [{"id": c, "passed": p, "total": t, "pct": (100 * p / t) if t else 0.0} for c, (p, t) in passes.items()]
+    titles = _titles(rows, lang)
+    rates = [{"id": c, "title": titles.get(c, c), "passed": p, "total": t, "pct": (100 * p / t) if t else 0.0}
+             for c, (p, t) in passes.items()]
     pairs = [{"a": m.a, "b": m.b, "score": f"{m.score:.2f}", "explain": similarity.explain(m, sources)}
              for m in matches]
-    T = {k: v[lang] for k, v in TEXT.items()}
+    graded = len(rows) - len(unloaded)
     return env.get_template("summary.html.j2").render(
         lang=lang, T=T, students=students, histogram=_histogram(percents), rates=rates, diagnoses=diagnoses,
-        pairs=pairs, flagged=[s for s in students if s["flags"] or s["status"] != "graded"],
-        mean=f"{sum(percents) / len(percents):.1f}%" if percents else "—", n=len(rows))
+        pairs=pairs, review=review, flagged=[s for s in students if s["flags"] or s["status"] != "graded"],
+        mean=f"{sum(percents) / len(percents):.1f}%" if percents else "—", n=len(rows), graded=graded,
+        unloaded=unloaded, missing=list(missing), maxima=sorted(maxima.items()))

@@ -5,12 +5,13 @@ Owns the student ids of a class folder (`discover`, `safe_id`: one entry per stu
 without the extension, safe as an output folder name) and `prepare`, which turns an entry, a
 .py, a folder, a .zip or a notebook, into the .py that defines `class BatchNorm2d`. Files are
 read as bytes and parsed with ast and json; zips are extracted member by member under caps,
-never with extractall; notebooks keep only their definitions, so an experiment cell cannot
-break loading. Every problem with an entry becomes `Intake.error`, one line for the report.
-Grading the chosen file is the sandbox's business, not this module's.
+never with extractall; a notebook becomes one .py of its code cells with IPython lines blanked
+(grading then loads only what BatchNorm2d uses, see slicing.py), with a `LineMap` so that
+`locate` can name the cell and the line in it in every error. Every problem with an entry
+becomes `Intake.error`, one line for the report. Grading the chosen file is the sandbox's
+business, not this module's.
 """
 import ast
-import builtins
 import io
 import json
 import os
@@ -39,10 +40,6 @@ ID_MAX = 100  # characters; CJK takes 3 bytes each and file names end at 255
 # a class folder unpacked on a Mac, caches, environments and packages a student zipped along
 SKIP_DIRS = {"__MACOSX", "__pycache__", "node_modules", "site-packages", "dist-packages", "venv", "env",
              "virtualenv"}
-# calls a notebook's top-level assignment may make and still count as a definition;
-# torch.cuda.is_available is for the common `device = torch.device("cuda" if ... else "cpu")`
-NOTEBOOK_CALLS = {"torch.device", "torch.tensor", "dict", "list", "tuple", "set", "range",
-                  "torch.cuda.is_available"}
 UNSUPPORTED = "unsupported entry type (use a folder, .py, .zip or .ipynb)"
 CLASS_LINE = re.compile(r"^class\s+BatchNorm2d\b", re.M)
 
@@ -54,6 +51,7 @@ class Intake:
     source: Path | None  # the .py to grade: the original file, or one written under staging
     notes: list[str]  # shown in the report
     error: str = ""  # non-empty: this entry cannot be graded; one line, the reason
+    line_map: "LineMap | None" = None  # a notebook's: pass to grading so that errors name cells
 
 
 class _Reject(Exception):
@@ -116,16 +114,17 @@ def discover(folder: Path) -> list[tuple[str, Path]]:
 def prepare(student: str, entry: Path, staging: Path) -> Intake:
     """Never raises for bad student input: every problem becomes Intake.error."""
     entry, notes = Path(entry), []
+    line_map = None
     try:
-        source, error = _prepare(entry, Path(staging), safe_id(student), notes), ""
+        (source, line_map), error = _prepare(entry, Path(staging), safe_id(student), notes), ""
     except _Reject as e:
         source, error = None, str(e)
     except OSError as e:
         source, error = None, f"cannot read {_show(entry.name)}: {_show(e.strerror or str(e))}"
-    return Intake(student, entry, source, notes, error)
+    return Intake(student, entry, source, notes, error, line_map)
 
 
-def _prepare(entry: Path, staging: Path, slot: str, notes: list[str]) -> Path:
+def _prepare(entry: Path, staging: Path, slot: str, notes: list[str]) -> tuple[Path, "LineMap | None"]:
     if entry.is_dir():
         return _from_folder(entry, entry.name, staging / f"{slot}.py", notes)
     kind = entry.suffix.lower()
@@ -133,16 +132,17 @@ def _prepare(entry: Path, staging: Path, slot: str, notes: list[str]) -> Path:
         raise _Reject(UNSUPPORTED)
     if kind == ".py":
         _note_py(entry, entry.name, notes)
-        return entry
+        return entry, None
     if kind == ".ipynb":
         data = _read(entry, MAX_NOTEBOOK)
         if data is None:
             raise _Reject(f"the notebook is larger than {MAX_NOTEBOOK // MB} MB")
-        text, nb_notes, defines = _notebook(data)
+        text, nb_notes, defines, where = _notebook(data)
         notes.extend(nb_notes)
         if not defines:
             notes.append("no top-level class BatchNorm2d in the notebook's code cells")
-        return _write(staging / f"{slot}.py", text)
+        out = _write(staging / f"{slot}.py", text)
+        return out, LineMap(_show(entry.name), out.name, where)
     root = staging / slot
     _extract(entry, root, notes)
     return _from_folder(root, entry.name, staging / f"{slot}.py", notes)
@@ -231,7 +231,7 @@ def _rank(rel: str):
     return (0 if "batchnorm" in name or "bn" in name else 1, len(rel), rel)
 
 
-def _from_folder(root: Path, label: str, notebook_out: Path, notes: list[str]) -> Path:
+def _from_folder(root: Path, label: str, notebook_out: Path, notes: list[str]) -> tuple[Path, "LineMap | None"]:
     candidates = {}  # rel -> converted notebook (text, notes) or None for a .py
     files = _walk(root, notes)
     for rel, path in files:
@@ -250,12 +250,12 @@ def _from_folder(root: Path, label: str, notebook_out: Path, notes: list[str]) -
             try:
                 if data is None:
                     raise _Reject("too large")
-                text, nb_notes, defines = _notebook(data)
+                text, nb_notes, defines, where = _notebook(data)
             except _Reject:
                 notes.append(f"skipped {_show(rel)}: not a readable notebook")
                 continue
             if defines:
-                candidates[rel] = (text, nb_notes)
+                candidates[rel] = (text, nb_notes, where)
     if not candidates:
         found = _listing([rel for rel, _ in files]) or "nothing"
         raise _Reject(f"no .py or .ipynb in {_show(label)} defines class BatchNorm2d (found: {found})")
@@ -265,10 +265,11 @@ def _from_folder(root: Path, label: str, notebook_out: Path, notes: list[str]) -
                      f"{_listing(sorted(candidates))})")
     if candidates[pick] is None:
         _note_py(root / pick, pick, notes)
-        return root / pick
-    text, nb_notes = candidates[pick]
+        return root / pick, None
+    text, nb_notes, where = candidates[pick]
     notes.extend(f"{_show(pick)}: {n}" for n in nb_notes)
-    return _write(notebook_out, text)
+    out = _write(notebook_out, text)
+    return out, LineMap(_show(pick), out.name, where)
 
 
 # -- zips ------------------------------------------------------------------------------------
@@ -408,120 +409,26 @@ def _cell_magic_body(src: str) -> str | None:
     return None
 
 
-def _expr_nodes(node):
-    """ast.walk, except that a lambda's body, which does not run when defined, is not entered."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        if isinstance(n, ast.Lambda):
-            stack.append(n.args)
-        else:
-            stack.extend(ast.iter_child_nodes(n))
+HEADER = "# written by grader/intake.py from a notebook: its code cells, in order, IPython lines blanked\n"
 
 
-def _dotted(node) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        return ".".join([node.id] + parts[::-1])
-    return None
-
-
-class _Definitions:
-    """Which top-level statements of a notebook define things, and the names defined so far."""
-
-    def __init__(self):
-        self.names = set(dir(builtins))
-        self.star = False  # after `from x import *` any name may exist
-
-    def _runs_nothing(self, *exprs) -> bool:
-        for e in exprs:
-            for n in _expr_nodes(e):
-                if isinstance(n, (ast.Await, ast.Yield, ast.YieldFrom)):
-                    return False
-                if isinstance(n, ast.Call) and _dotted(n.func) not in NOTEBOOK_CALLS:
-                    return False
-        return True
-
-    def _known(self, *exprs) -> bool:
-        # `params = net.parameters` where `net = train(...)` was dropped would fail at load
-        if self.star:
-            return True
-        loads, stores = set(), set()
-        for e in exprs:
-            for n in _expr_nodes(e):
-                if isinstance(n, ast.Name):
-                    (loads if isinstance(n.ctx, ast.Load) else stores).add(n.id)
-        return loads - stores <= self.names
-
-    def ok(self, stmt) -> bool:
-        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            return True
-        if isinstance(stmt, ast.Assign):
-            exprs = [stmt.value, *stmt.targets]
-        elif isinstance(stmt, ast.AnnAssign):
-            exprs = [e for e in (stmt.value, stmt.annotation, stmt.target) if e is not None]
-        elif isinstance(stmt, ast.AugAssign):
-            if isinstance(stmt.target, ast.Name) and not (self.star or stmt.target.id in self.names):
-                return False
-            exprs = [stmt.value, stmt.target]
-        elif isinstance(stmt, ast.Try):  # try: import x / except ImportError: x = None
-            inner = stmt.body + stmt.orelse + stmt.finalbody + [s for h in stmt.handlers for s in h.body]
-            types = [h.type for h in stmt.handlers if h.type is not None]
-            return (all(isinstance(s, ast.Pass) or self.ok(s) for s in inner)
-                    and self._runs_nothing(*types) and self._known(*types))
-        else:
-            return False
-        return self._runs_nothing(*exprs) and self._known(*exprs)
-
-    def bind(self, stmt) -> None:
-        if isinstance(stmt, ast.Import):
-            self.names.update(a.asname or a.name.split(".")[0] for a in stmt.names)
-        elif isinstance(stmt, ast.ImportFrom):
-            for a in stmt.names:
-                if a.name == "*":
-                    self.star = True
-                self.names.add(a.asname or a.name)
-        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            self.names.add(stmt.name)
-        elif isinstance(stmt, ast.Try):
-            for s in stmt.body + stmt.orelse + stmt.finalbody + [s for h in stmt.handlers for s in h.body]:
-                self.bind(s)
-        else:
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            for t in targets:
-                self.names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name)
-                                  and isinstance(n.ctx, ast.Store))
-
-
-def _first_line(stmt) -> int:
-    return min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
-
-
-def _kept_text(src: str, tree, kept: list[int]) -> str:
-    if len(kept) == len(tree.body):
-        return src
-    lines = io.StringIO(src, newline="").readlines()  # the parser's lines: no \u2028 or \f splits
-    spans = [(_first_line(s), s.end_lineno) for s in tree.body]
-    out = []
-    for i in kept:
-        a, b = spans[i]
-        shares_a_line = any(j != i and spans[j][0] <= b and a <= spans[j][1] for j in range(len(spans)))
-        text = ast.unparse(tree.body[i]) + "\n" if shares_a_line else "".join(lines[a - 1:b])
-        out.append(text if text.endswith("\n") else text + "\n")
-    return "".join(out)
-
-
-def _notebook(data: bytes) -> tuple[str, list[str], bool]:
-    """(Python text, notes, defines BatchNorm2d) from a notebook's code cells."""
+def _notebook(data: bytes) -> tuple[str, list[str], bool, tuple]:
+    """(Python text, notes, defines BatchNorm2d, where each line came from) from a notebook's
+    code cells. Every cell that parses is kept whole: grading loads only BatchNorm2d and what it
+    uses (grader/slicing.py), so a training or plotting cell never runs, and a constant computed
+    by a call (`eps = torch.finfo(torch.float32).eps`) is still there when the layer needs it."""
     cells = _cells(data)
-    parts = ["# written by grader/intake.py from a notebook: its code cells' definitions, in order\n"]
-    notes, defs = [], _Definitions()
-    code_cells = kept_cells = dropped = 0
-    dropped_in, broken_class = [], False
+    out, where = [], []
+
+    def emit(text, cell=None, first=1):
+        lines = io.StringIO(text, newline="").readlines()  # the parser's lines
+        if lines and not lines[-1].endswith(("\n", "\r")):
+            lines[-1] += "\n"
+        out.extend(lines)
+        where.extend((cell, first + k) if cell else None for k in range(len(lines)))
+
+    emit(HEADER)
+    notes, code_cells, kept_cells, broken_class = [], 0, 0, False
     for number, cell in enumerate(cells, 1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -532,6 +439,7 @@ def _notebook(data: bytes) -> tuple[str, list[str], bool]:
         if not isinstance(src, str):
             notes.append(f"cell {number}: unreadable source, dropped")
             continue
+        first = 1  # the cell's line number of src's first line
         tree, why = _parse(src)
         if tree is None:
             body = _cell_magic_body(src)
@@ -540,38 +448,70 @@ def _notebook(data: bytes) -> tuple[str, list[str], bool]:
                 if tree is None or not _defines(tree):
                     notes.append(f"cell {number}: a %% cell magic, dropped")
                     continue
+                first += len(io.StringIO(src, newline="").readlines()) - len(io.StringIO(body, newline="").readlines())
                 src = body  # %%time or %%writefile around the homework: its body is Python
                 notes.append(f"cell {number}: kept the Python under its %% cell magic (it defines BatchNorm2d)")
             else:
                 src = _strip_magics(src)
                 tree, why = _parse(src)
         if tree is None:
-            if CLASS_LINE.search(src):  # the homework itself: kept, so the sandbox reports the error
-                parts.append(f"\n# --- cell {number} ---\n{src}\n")
-                kept_cells += 1
-                broken_class = True
-                notes.append(f"cell {number} does not parse ({_show(why)}); kept, it defines BatchNorm2d")
-            else:
+            if not CLASS_LINE.search(src):
                 notes.append(f"cell {number} does not parse ({_show(why)}); dropped")
-            continue
-        kept, gone = [], 0
-        for i, stmt in enumerate(tree.body):
-            if defs.ok(stmt):
-                defs.bind(stmt)
-                kept.append(i)
-            elif not (isinstance(stmt, ast.Pass) or isinstance(stmt, ast.Expr)
-                      and isinstance(stmt.value, ast.Constant)):  # a stray string or `pass` runs nothing
-                gone += 1
-        if gone:
-            dropped += gone
-            dropped_in.append(str(number))
-        if kept:
-            kept_cells += 1
-            text = _kept_text(src, tree, kept)
-            parts.append(f"\n# --- cell {number} ---\n{text}" + ("" if text.endswith("\n") else "\n"))
-    summary = f"notebook: kept {kept_cells} of {code_cells} code cells' definitions"
-    if dropped:
-        summary += f"; dropped {dropped} statements that run code (cells {', '.join(dropped_in)})"
-    text = "".join(parts)
+                continue
+            # the homework itself: kept, so the sandbox reports the error with its cell and line
+            broken_class = True
+            notes.append(f"cell {number} does not parse ({_show(why)}); kept, it defines BatchNorm2d")
+        elif not tree.body:
+            continue  # only comments
+        kept_cells += 1
+        emit(f"\n# --- cell {number} ---\n")
+        emit(src, number, first)
+    text = "".join(out)
     tree, _ = _parse(text)
-    return text, [summary] + notes, broken_class or (tree is not None and _defines(tree))
+    summary = f"notebook: kept {kept_cells} of {code_cells} code cells"
+    return text, [summary] + notes, broken_class or (tree is not None and _defines(tree)), tuple(where)
+
+
+# -- cells in error messages ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LineMap:
+    """Where each line of the .py written from a notebook came from, so that errors name cells."""
+    notebook: str  # the notebook as the student named it
+    script: str  # the written .py's file name, as tracebacks show it
+    lines: tuple  # lines[n - 1]: (cell number, line in that cell) of line n, or None
+
+
+def cell_of(line_map: LineMap | None, n: int) -> tuple[int, int] | None:
+    """(cell, line in the cell) of line n of the written .py, or None (a line the grader wrote)."""
+    if line_map is None or not 1 <= n <= len(line_map.lines):
+        return None
+    return line_map.lines[n - 1]
+
+
+# `File "x.py", line 12` (tracebacks), `x.py, line 12` (SyntaxError), `x.py:12`, a bare `line 12`
+LINE_REF = re.compile(r'File "(?P<q>[^"\n]+)", line (?P<qn>\d+)'
+                      r'|(?P<f>[\w.\-]+\.py)(?:, line |:)(?P<fn>\d+)'
+                      r'|\bline (?P<n>\d+)')
+
+
+def locate(text: str, line_map: LineMap | None) -> str:
+    """text with each line of the written .py named as the student knows it: `File "hw.ipynb",
+    cell 3, line 4`, `hw.ipynb, cell 3, line 4`, `cell 3, line 4`. Other files' lines and lines
+    the grader wrote stay as they are; without a map (a .py submission) text is returned as is."""
+    if line_map is None or not text:
+        return text
+
+    def one(m):
+        name = m.group("q") or m.group("f")
+        if name is not None and os.path.basename(name) != line_map.script:
+            return m.group(0)
+        at = cell_of(line_map, int(m.group("qn") or m.group("fn") or m.group("n")))
+        if at is None:
+            return m.group(0)
+        where = f"cell {at[0]}, line {at[1]}"
+        if m.group("q") is not None:
+            return f'File "{line_map.notebook}", {where}'
+        return f"{line_map.notebook}, {where}" if name is not None else where
+
+    return LINE_REF.sub(one, text)

@@ -54,6 +54,14 @@ class CheckOutcome:
     skipped: str = ""
     # a built-in normalisation was seen while this check ran
     builtin_ops: list = field(default_factory=list)
+    # every mistake named, most costly first; diagnosis is the first of them
+    diagnoses: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.diagnosis is not None and not self.diagnoses:
+            self.diagnoses = [self.diagnosis]
+        elif self.diagnoses and self.diagnosis is None:
+            self.diagnosis = self.diagnoses[0]
 
 
 @dataclass
@@ -80,6 +88,8 @@ class RunFacts:
     rubric_hash: str
     grader_version: str
     python: str
+    # what students see instead of rubric_path (a path on the grading machine)
+    rubric_name: str = ""
 
 
 @dataclass
@@ -100,3 +110,10 @@ class GradeResult:
     notes: list = field(default_factory=list)  # from intake: which file of a folder/zip/notebook was graded
     student: str = ""  # the student id in a batch
     sandbox: dict = field(default_factory=dict)  # how the worker was confined: network, user
+    # integrity flags from the parent's source scan, for the instructor; never points:
+    # [{code, severity (needs_review|info), file, message {en, zh}, evidence [{line, text, what}]}]
+    review: list = field(default_factory=list)
+
+    @property
+    def needs_review(self) -> list:
+        return [e for e in self.review if e.get("severity") == "needs_review"]

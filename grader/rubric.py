@@ -89,6 +89,10 @@ class Rubric:
     running_var: Literal["biased", "unbiased", "either"] = "either"
     # what a built-in normalisation costs: the checks it was used in, or the whole submission
     builtin_norm_zeroes: Literal["affected", "all"] = "affected"
+    # a layer that switches to eval on torch.is_grad_enabled() alone (the textbook's switch): full
+    # marks, as the course evaluates under torch.no_grad(); or `costs`: eval.frozen also runs an
+    # eval pass with grad enabled
+    grad_mode_only: Literal["full", "costs"] = "full"
     limits: Limits = field(default_factory=Limits)
     training: Training = field(default_factory=Training)
     # merged over DEFAULT_TOLERANCES: a rubric names only the dtypes it changes

@@ -8,7 +8,7 @@
 #                     moving = momentum * moving + (1 - momentum) * batch_stat
 #   测试 / eval:       use moving_mean and moving_var instead of the batch statistics
 #
-# 自查 / self-check:  bn-grade batchnorm.py --no-train
+# 自查 / self-check:  bn-grade batchnorm.py --pack batchnorm.bnpack --no-train   (docs/student-edition.md)
 import torch
 from torch import nn
 

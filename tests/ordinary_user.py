@@ -35,7 +35,7 @@ def ensure_user(name: str) -> pwd.struct_passwd:
 
 
 def _as(user, argv, **kw):
-    return subprocess.run(["runuser", "-u", user.pw_name, "--"] + argv, **kw)
+    return subprocess.run(argv, user=user.pw_uid, group=user.pw_gid, extra_groups=[], **kw)
 
 
 def _packages() -> list[str]:
@@ -58,10 +58,10 @@ def ensure_venv(user) -> Path:
     if (venv / "ok").exists():
         return venv
     shutil.rmtree(venv, ignore_errors=True)
-    _as(user, [python, "-m", "venv", str(venv)], check=True, capture_output=True)
+    _as(user, [python, "-m", "venv", str(venv)], check=True, capture_output=True, cwd=user.pw_dir)
     env = {**os.environ, "HOME": user.pw_dir}
     r = _as(user, [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"] + packages,
-            env=env, capture_output=True, text=True, timeout=1200)
+            env=env, capture_output=True, text=True, timeout=1200, cwd=user.pw_dir)
     if r.returncode:
         raise RuntimeError(f"could not set up the ordinary user's venv: {r.stderr[-2000:]}")
     (venv / "ok").write_text("")

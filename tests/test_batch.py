@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import re
 import zipfile
 
 import pytest
@@ -59,7 +60,7 @@ EXPECT = {  # student -> (status, full marks?)
 
 
 def _gradebook(out):
-    with open(out / "gradebook.csv", newline="") as f:
+    with open(out / "gradebook.csv", newline="", encoding="utf-8-sig") as f:
         return list(csv.DictReader(f))
 
 
@@ -69,7 +70,7 @@ def test_a_class_in_every_form(tmp_path, capsys):
     junit = tmp_path / "junit.xml"
     code = main([str(subs), "--out", str(out), "--junit", str(junit), "--fail-under", "90%"] + FAST)
     assert code == 1  # some students are below 90%
-    rows = {r["student"]: r for r in _gradebook(out)}
+    rows = {r["id"]: r for r in _gradebook(out)}
     assert set(rows) == set(EXPECT)  # nobody lost
     for sid, (status, full) in EXPECT.items():
         r = rows[sid]
@@ -185,9 +186,83 @@ def test_near_identical_submissions_are_flagged_not_penalised(tmp_path):
     shutil.copyfile(CORPUS / "correct_var_mean.py", subs / "max.py")
     out = tmp_path / "out"
     assert main([str(subs), "--out", str(out)] + FAST) == 0
-    rows = {r["student"]: r for r in _gradebook(out)}
+    rows = {r["id"]: r for r in _gradebook(out)}
     assert "similar:lee" in rows["kim"]["flags"] and "similar:kim" in rows["lee"]["flags"]
     assert "similar" not in rows["max"]["flags"]
     assert rows["kim"]["score"] == rows["kim"]["max_score"] == rows["lee"]["score"]  # a flag, not a penalty
     summary = (out / "summary.html").read_text()
     assert "kim" in summary.split("Similar submissions")[1] and " ~ " in summary
+
+
+def test_roster_gradebook_for_a_spreadsheet(tmp_path, capsys):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copyfile(CORPUS / "correct_textbook.py", subs / "2024001.py")  # named by student id
+    shutil.copyfile(CORPUS / "mistake_reversed_momentum.py", subs / "xiaohong.py")  # by the e-mail's user part
+    shutil.copyfile(CORPUS / "broken_syntax.py", subs / "stranger.py")  # on no roster
+    roster = tmp_path / "roster.csv"
+    # as Excel saves "CSV UTF-8": a BOM, CRLF, columns in its own order and one extra
+    roster.write_bytes("\ufeffName,ID,Email,Section\r\n王小明,2024001,wxm@example.edu,A\r\n"
+                       "李小红,2024002,xiaohong@example.edu,A\r\n张三,2024003,zs@example.edu,B\r\n".encode("utf-8"))
+    out = tmp_path / "out"
+    assert main([str(subs), "--out", str(out), "--roster", str(roster)] + FAST) == 0
+    raw = (out / "gradebook.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # Excel on a Chinese Windows reads 王小明, not mojibake
+    assert "王小明".encode("utf-8") in raw
+    header = raw.decode("utf-8-sig").splitlines()[0].split(",")
+    assert header[:8] == ["id", "name", "email", "score", "max_score", "percent", "status", "flags"]
+    assert "running_stats" in header[8:]
+    rows = _gradebook(out)
+    assert [r["id"] for r in rows] == ["2024001", "2024002", "2024003", "stranger"]  # roster order, then the rest
+    by = {r["id"]: r for r in rows}
+    assert by["2024001"]["name"] == "王小明" and by["2024001"]["score"] == by["2024001"]["max_score"]
+    assert by["2024002"]["email"] == "xiaohong@example.edu" and by["2024002"]["running_stats"] == "0"
+    assert by["2024003"]["status"] == "missing" and by["2024003"]["score"] == ""
+    assert "not_on_roster" in by["stranger"]["flags"]
+    # one maximum for everyone graded, stated once in the summary the same way
+    assert {r["max_score"] for r in rows if r["score"]} == {by["2024001"]["max_score"]}
+    summary = (out / "summary.html").read_text()
+    assert "张三" in summary.split('id="missing"')[1]
+    assert f"{by['2024001']['max_score']} points for 3 submissions" in summary
+    # the rebuild keeps the mapping
+    assert main(["--gradebook", str(out), "--roster", str(roster)]) == 0
+    assert [r["id"] for r in _gradebook(out)] == ["2024001", "2024002", "2024003", "stranger"]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("name,email\nA,a@x\n", "line 1: no 'id' column"),
+    ("id,name\n1,A\n1,B\n", "line 3: id '1' already on line 2"),
+    ("id,name\n,A\n", "line 2: empty id"),
+])
+def test_bad_roster_is_one_line_naming_the_file(tmp_path, capsys, text, fragment):
+    roster = tmp_path / "roster.csv"
+    roster.write_text(text)
+    (tmp_path / "out").mkdir()
+    assert main(["--gradebook", str(tmp_path / "out"), "--roster", str(roster)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(roster) in err and fragment in err
+
+
+def test_summary_counts_students_not_checks_and_keeps_unloadable_apart(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    # eps outside the sqrt breaks several checks for one student: counted once
+    shutil.copyfile(CORPUS / "mistake_eps_outside.py", subs / "a.py")
+    shutil.copyfile(CORPUS / "correct_textbook.py", subs / "b.py")
+    shutil.copyfile(CORPUS / "broken_syntax.py", subs / "c.py")
+    out = tmp_path / "out"
+    assert main([str(subs), "--out", str(out), "--lang", "zh"] + FAST) == 0
+    data = json.loads((out / "a" / "results.json").read_text())
+    broken = [c for c in data["extra_data"]["checks"].values() if c["diagnosis"] == "eps_outside_sqrt"]
+    assert len(broken) > 1  # the premise: one mistake, several checks
+    html_text = (out / "summary.html").read_text()
+    diag = html_text.split('class="diagnoses"')[1].split("</table>")[0]
+    assert re.search(r"eps_outside_sqrt\)</span></td><td class=\"num\">1</td>", diag), diag
+    rates = html_text.split('class="rates"')[1].split("</table>")[0]
+    assert "2 / 2" in rates and "/ 3" not in rates  # the unloadable submission is not in the pass rates
+    assert "训练模式输出" in rates  # the rubric's titles, in the chosen language
+    body = html_text.split("<body>")[1]
+    for english in ("Pass rate per check", "Most common", "Flagged submissions", "Students</h2>", ">none<",
+                    "could not be graded", ">error<"):
+        assert english not in body
+    assert "无法评分" in body  # the status, translated

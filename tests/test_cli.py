@@ -92,3 +92,18 @@ def test_student_prints_are_kept_apart_from_results(tmp_path, capsys):
     assert "score: 100/100" in data["extra_data"]["student_output"]
     assert all("score: 100/100" not in t["output"] for t in data["tests"])
     assert data["score"] == 100
+
+
+def test_chinese_terminal_keeps_the_original_error_verbatim(capsys):
+    assert main([str(CORPUS / "broken_syntax.py"), "--no-train", "--no-color", "--lang", "zh"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("BatchNorm 评分器 — broken_syntax.py")
+    assert "无法加载或运行你的代码" in out and "SyntaxError: expected ':'" in out  # the reason, then the original
+    assert "总分: 0 / 100" in out and "Total:" not in out and "PASS" not in out and "FAIL" not in out
+    assert main([WRONG, "--no-train", "--no-color", "--lang", "zh"]) == 0
+    out = capsys.readouterr().out
+    assert "失败  running_stats" in out and "通过  structure.4d" in out
+    assert "修改提示: " in out and "可能的错误: " in out
+    # a note is labelled as a note, never as a mistake or a hint
+    notes = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("备注")]
+    assert notes and not any("可能的错误" in ln or "修改提示" in ln for ln in notes)

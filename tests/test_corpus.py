@@ -3,7 +3,8 @@
 Header lines (see tests/corpus/*.py):
   # expect: full                          all graded checks pass
   # expect: fail ID=CODE ID=CODE ...      exactly these graded checks fail, each with that
-                                          diagnosis (CODE '-' for none)
+                                          diagnosis (CODE '-' for none; CODE+CODE for every
+                                          mistake named, most costly first)
   # expect: error | timeout               not gradable: score 0 with a reason
   # notes: ID=CODE ...                    exactly these advisory findings
 """
@@ -30,13 +31,18 @@ def expectation(path):
     return exp
 
 
+def _codes(outcome):
+    assert (outcome.diagnosis is None) == (not outcome.diagnoses)
+    assert outcome.diagnosis is None or outcome.diagnosis is outcome.diagnoses[0]
+    return "+".join(d.code for d in outcome.diagnoses) or "-"
+
+
 def verdicts(result):
     # device.cuda runs only where there is a GPU, and there the template's plain-tensor running
     # statistics fail it by design (they stay on the CPU): the headers state CPU verdicts
-    failed = {s.outcome.check_id: (s.outcome.diagnosis.code if s.outcome.diagnosis else "-")
+    failed = {s.outcome.check_id: _codes(s.outcome)
               for s in result.checks if not s.advisory and not s.passed and s.outcome.check_id != "device.cuda"}
-    notes = {s.outcome.check_id: (s.outcome.diagnosis.code if s.outcome.diagnosis else "-")
-             for s in result.checks if s.advisory and s.outcome.passed is False}
+    notes = {s.outcome.check_id: _codes(s.outcome) for s in result.checks if s.advisory and s.outcome.passed is False}
     return failed, notes
 
 
@@ -85,7 +91,21 @@ def test_corpus_covers_every_known_mistake():
     diagnosed = set()
     for p in FILES:
         exp = expectation(p)
-        diagnosed |= set(exp["fail"].values()) | set(exp["notes"].values())
+        for codes in list(exp["fail"].values()) + list(exp["notes"].values()):
+            diagnosed |= set(codes.split("+"))
     replayable = {code for code, m in CATALOGUE.items() if m.variant is not None}
-    missing = replayable - diagnosed - {"eps_missing"}  # eps_missing: covered in test_mistakes
+    from test_mistakes_search import SEARCH_ONLY  # found on synthetic output there, not by a corpus file
+    missing = replayable - diagnosed - SEARCH_ONLY
     assert not missing, missing
+
+
+def test_grad_mode_only_costs_when_the_rubric_says_so(grade, quick_rubric):
+    # the textbook's switch on torch.is_grad_enabled() alone: full marks by default (see the
+    # corpus headers); an instructor's `grad_mode_only: costs` runs eval with grad enabled too
+    import dataclasses
+    strict = dataclasses.replace(quick_rubric, grad_mode_only="costs")
+    for name in ("mistake_grad_mode_only.py", "mistake_updates_in_eval_with_grad.py"):
+        failed, _ = verdicts(grade(CORPUS / name, strict))
+        assert failed == {"eval.frozen": "running_updated_in_eval"}, (name, failed)
+    failed, notes = verdicts(grade(CORPUS / "correct_textbook.py", strict))
+    assert failed == {} and "advice.grad_mode" not in notes

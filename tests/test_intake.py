@@ -7,8 +7,9 @@ import zipfile
 
 import pytest
 
-from grader import intake
-from grader.intake import discover, prepare, safe_id
+from conftest import CORPUS
+from grader import intake, slicing
+from grader.intake import LineMap, cell_of, discover, locate, prepare, safe_id
 
 BN = "import torch\nfrom torch import nn\n\n\nclass BatchNorm2d(nn.Module):\n    pass\n"
 OTHER = "def helper():\n    return 1\n"
@@ -52,7 +53,7 @@ def test_py_is_graded_as_is(tmp_path, staging):
     f = tmp_path / "alice.py"
     f.write_text(BN)
     got = prepare("alice", f, staging)
-    assert (got.source, got.error, got.notes, got.student) == (f, "", [], "alice")
+    assert (got.source, got.error, got.notes, got.student, got.line_map) == (f, "", [], "alice", None)
     assert not any(staging.iterdir())
 
 
@@ -158,8 +159,11 @@ def test_folder_with_a_notebook(tmp_path, staging):
     (d / "hw9.ipynb").write_text(_nb(("code", BN), ("code", "train()\n")))
     got = prepare("kim", d, staging)
     assert got.source == staging / "kim.py" and not got.error
-    assert "class BatchNorm2d" in got.source.read_text() and "train()" not in got.source.read_text()
-    assert any(n.startswith("hw9.ipynb: notebook: kept 1 of 2") for n in got.notes)
+    text = got.source.read_text()
+    assert "class BatchNorm2d" in text and "train()" not in slicing.slice_source(text)
+    assert any(n.startswith("hw9.ipynb: notebook: kept 2 of 2") for n in got.notes)
+    assert got.line_map.notebook == "hw9.ipynb" and got.line_map.script == "kim.py"
+    assert cell_of(got.line_map, text.splitlines().index("train()") + 1) == (2, 1)
 
 
 # -- zips ------------------------------------------------------------------------------------
@@ -279,25 +283,69 @@ EXPERIMENT_NB = [
 ]
 
 
-def test_notebook_keeps_definitions_and_drops_experiments(tmp_path, staging):
+def test_notebook_keeps_its_cells_and_the_slice_drops_experiments(tmp_path, staging):
+    cells = list(EXPERIMENT_NB)  # the layer calls batch_norm, whose default is EPS
+    cells[3] = ("code", "def batch_norm(X, eps=EPS):\n    return X\n\n\n"
+                + BN.replace("    pass\n", "    def forward(self, X):\n        return batch_norm(X)\n"))
     f = tmp_path / "uma.ipynb"
-    f.write_text(_nb(*EXPERIMENT_NB))
+    f.write_text(_nb(*cells))
     got = prepare("uma", f, staging)
     assert not got.error and got.source == staging / "uma.py"
     text = got.source.read_text()
     compile(text, "uma.py", "exec")
-    for gone in ("train(", "load_cifar", "pip install", "%matplotlib", "__main__", "plt.show", "ls -la",
-                 "torch.mean?", "broken", "params =", "for epoch"):
+    for gone in ("pip install", "%matplotlib", "ls -la", "torch.mean?", "broken("):
         assert gone not in text, gone
-    assert "# --- cell 4 ---" in text and "EPS = 1e-5" in text and "SIZES = list(range(3))" in text
     assert text.index("# --- cell 2 ---") < text.index("# --- cell 3 ---") < text.index("# --- cell 4 ---")
+    sliced = slicing.slice_source(text)
+    for gone in ("train(", "load_cifar", "__main__", "plt.show", "params =", "for epoch", "SIZES"):
+        assert gone not in sliced, gone
+    assert "EPS = 1e-5" in sliced and "import torch" in sliced
     ns = {}
-    exec(text, ns)  # the test's own notebook: loading it must not need anything the cells dropped
-    assert ns["BatchNorm2d"].__name__ == "BatchNorm2d" and ns["EPS"] == 1e-5
-    assert got.notes[0] == ("notebook: kept 3 of 8 code cells' definitions; "
-                            "dropped 6 statements that run code (cells 5, 6)")
-    assert any("cell 9 does not parse" in n and "dropped" in n for n in got.notes)
+    exec(sliced, ns)  # the test's own notebook: the slice loads without what it left out
+    assert ns["BatchNorm2d"].__name__ == "BatchNorm2d" and ns["batch_norm"].__defaults__ == (1e-5,)
+    assert got.notes[0] == "notebook: kept 5 of 8 code cells"  # 7: %%bash, 8: only a help line, 9: broken
+    assert any("cell 9 does not parse (line 1" in n and "dropped" in n for n in got.notes)
     assert any("cell 7" in n and "%%" in n for n in got.notes)
+
+
+def test_notebook_line_map_names_each_cell_and_line(tmp_path, staging):
+    f = tmp_path / "uma.ipynb"
+    f.write_text(_nb(*EXPERIMENT_NB))
+    got = prepare("uma", f, staging)
+    lines = got.source.read_text().splitlines()
+    for cell_number, (kind, src) in enumerate(EXPERIMENT_NB, 1):
+        src = "".join(src)
+        for k, line in enumerate(src.splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith(("%", "!")) and line in lines and cell_number < 7:
+                n = lines.index(line) + 1
+                assert cell_of(got.line_map, n) == (cell_number, k) or lines.count(line) > 1, (line, n)
+    assert cell_of(got.line_map, 1) is None  # the grader's own header line
+    assert cell_of(got.line_map, len(lines) + 5) is None
+
+
+def test_notebook_cell_magic_body_keeps_the_cells_line_numbers(tmp_path, staging):
+    f = tmp_path / "wes.ipynb"
+    f.write_text(_nb(("code", "%%time\n" + BN)))
+    got = prepare("wes", f, staging)
+    lines = got.source.read_text().splitlines()
+    n = lines.index("class BatchNorm2d(nn.Module):") + 1
+    assert cell_of(got.line_map, n) == (1, 1 + BN.splitlines().index("class BatchNorm2d(nn.Module):") + 1)
+
+
+def test_locate_rewrites_the_written_files_lines_only():
+    m = LineMap("hw.ipynb", "hw.py", (None, (2, 1), (2, 2), (5, 7)))
+    tb = ('Traceback:\n  File "hw.py", line 4, in forward\n    y = x.mean(dim=9)\n'
+          '  File "/usr/lib/torch/nn/module.py", line 4, in _call\nIndexError: dim 9')
+    got = locate(tb, m)
+    assert 'File "hw.ipynb", cell 5, line 7, in forward' in got
+    assert 'File "/usr/lib/torch/nn/module.py", line 4, in _call' in got  # not the student's file
+    assert locate("invalid syntax (hw.py, line 3)", m) == "invalid syntax (hw.ipynb, cell 2, line 2)"
+    assert locate("at hw.py:2", m) == "at hw.ipynb, cell 2, line 1"
+    assert locate("d2l: line 2 imports it, and line 4 (in f) uses it", m) == \
+        "d2l: cell 2, line 1 imports it, and cell 5, line 7 (in f) uses it"
+    assert locate("line 1 is the grader's; line 99 is past the end", m) == "line 1 is the grader's; line 99 is past the end"
+    assert locate("other.py, line 3", m) == "other.py, line 3"
+    assert locate(tb, None) == tb
 
 
 def test_notebook_whose_class_cell_does_not_parse_keeps_it_for_the_sandbox(tmp_path, staging):
@@ -315,6 +363,7 @@ def test_notebook_with_the_class_under_a_cell_magic(tmp_path, staging):
     f.write_text(_nb(("code", "%%writefile bn.py\n" + BN)))
     got = prepare("wes", f, staging)
     assert "class BatchNorm2d" in got.source.read_text() and "%%" not in got.source.read_text()
+    assert got.line_map is not None
 
 
 def test_notebook_without_the_class_still_returns_a_file(tmp_path, staging):
@@ -367,3 +416,32 @@ def test_discover(tmp_path):
         assert safe_id(sid) == sid
     got_notes = prepare(by_name["notes.txt"], root / "notes.txt", tmp_path / "st")
     assert got_notes.error.startswith("unsupported entry type")
+
+
+# -- the notebook corpus: graded through intake, the sandbox and the cell map ----------------
+
+NOTEBOOKS = sorted(CORPUS.glob("notebook_*.ipynb"))
+
+
+def _header(nb_path):
+    """The notebook's first code cell, where its corpus header lines are (as in a .py's first lines)."""
+    cells = json.loads(nb_path.read_text())["cells"]
+    return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_corpus_verdict_and_reasons_name_cells(path, tmp_path, quick_rubric):
+    from types import SimpleNamespace
+
+    from conftest import ZYGOTE
+    from grader.grading import grade_file
+    from test_corpus import assert_verdict
+    got = prepare(path.stem, path, tmp_path)
+    assert not got.error and got.line_map is not None
+    result = grade_file(got.source, quick_rubric, ZYGOTE, notes=got.notes, line_map=got.line_map)
+    header = _header(path)
+    assert_verdict(SimpleNamespace(name=path.name, read_text=lambda: header), result)
+    reasons = [line.split(":", 1)[1].strip() for line in header.splitlines() if line.startswith("# reason:")]
+    for want in reasons:
+        assert want in result.reason, (want, result.reason)
+    assert f"{path.stem}.py" not in result.reason  # the written file's name never reaches the student

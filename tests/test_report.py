@@ -1,8 +1,11 @@
 """The HTML report: a golden rendering of a fixed result, escaping of everything a
 submission controls, and the page opened in a real headless Chromium that must draw the
 charts and request nothing beyond the file."""
+import dataclasses
 import datetime
+import html
 import html.parser
+import json
 import os
 import re
 import shutil
@@ -13,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CORPUS
 from grader.checks.mistakes import CATALOGUE
 from grader.output import report
+from grader.output.i18n import TEXT
 from grader.results import CheckOutcome, GradeResult, Metrics, RunFacts, RunStatus, ScoredCheck
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -196,3 +201,126 @@ def test_reasons_for_checks_not_run_are_translated():
     zh = report.render(r, "zh", now=NOW)
     assert "本机没有 CUDA 设备" in zh and "未运行训练阶段" in zh
     assert "no CUDA device here: the GPU forward check was not run" in report.render(r, "en", now=NOW)
+
+
+def test_review_boxes_needs_review_apart_from_information():
+    from grader.checks.static import review
+    r = fixed_result()
+    assert 'id="needs-review"' not in report.render(r, "en", now=NOW)  # no flag, no box
+    src = (CORPUS / "correct_textbook.py").read_text() + "\nimport ctypes\n"
+    r.review = review(src, "hw.py")
+    assert [e["severity"] for e in r.review] == ["needs_review", "info"]
+    n = len(src.splitlines())
+    for lang, heading, info in (("en", "Needs review", "For information"), ("zh", "需要人工复核", "供参考")):
+        page = report.render(r, lang, now=NOW)
+        needs = page.split('id="needs-review"', 1)[1].split("</section>", 1)[0]
+        rest = page.split('id="review-info"', 1)[1].split("</section>", 1)[0]
+        assert heading in needs and f"hw.py:{n}<" in needs and "native_code" in needs and "textbook" not in needs
+        assert info in rest and "textbook_copy" in rest and "ctypes" not in rest
+        assert r.review[0]["message"][lang] in needs
+
+
+# ------------------------------------------------------------------------ the fix first
+
+def _eps_result():
+    """One mistake (eps outside the sqrt) breaking three checks, a second mistake named second
+    on one of them, and a failure nobody recognised."""
+    eps, mom = CATALOGUE["eps_outside_sqrt"], CATALOGUE["reversed_momentum"]
+    r = fixed_result()
+    r.checks = [
+        ScoredCheck(CheckOutcome("structure.4d", True, "ok"), _title("Parameters", "参数"), 5, 5, "visible", False),
+        ScoredCheck(CheckOutcome("forward.train.4d", False, "off", diagnosis=eps), _title("Train 4d", "训练 4d"),
+                    0, 15, "visible", False),
+        ScoredCheck(CheckOutcome("eval.forward", False, "off", diagnoses=[eps, mom]), _title("Eval", "评估"),
+                    0, 15, "visible", False),
+        ScoredCheck(CheckOutcome("running_stats", False, "off", diagnosis=mom), _title("Running", "滑动"),
+                    0, 15, "visible", False),
+        ScoredCheck(CheckOutcome("gradients", False, "off", diagnosis=eps), _title("Grad", "梯度"), 0, 10, "visible",
+                    False),
+        ScoredCheck(CheckOutcome("integration.lenet", False, "lenet off"), _title("LeNet", "LeNet"), 0, 5, "visible",
+                    False),
+    ]
+    r.score, r.max_score = 5, 65
+    return r
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_fix_comes_first_one_card_per_mistake(lang):
+    page = report.render(_eps_result(), lang, now=NOW)
+    fixes = page.index('id="fixes"')
+    assert fixes < page.index('class="breakdown"') and fixes < page.index('id="check-forward.train.4d"')
+    section = page[fixes:page.index("</section>", fixes)]
+    cards = re.findall(r'<div class="card" id="mistake-([\w-]+)"', section)
+    assert cards == ["eps_outside_sqrt", "reversed_momentum", "other"]  # costliest first, each once
+    eps = section.split('id="mistake-eps_outside_sqrt"')[1].split('<div class="card"')[0]
+    # 15 + 15 + 10: eval.forward's points go to the mistake named first on it, so the costs add up
+    assert ("costs 40 points" if lang == "en" else "扣 40 分") in eps
+    assert eps.count(CATALOGUE["eps_outside_sqrt"].hint[lang].split("(")[0][:20]) == 1
+    for cid in ("forward.train.4d", "eval.forward", "gradients"):
+        assert f'href="#check-{cid}"' in eps and f'id="check-{cid}"' in page
+    mom = section.split('id="mistake-reversed_momentum"')[1].split('<div class="card"')[0]
+    assert ("costs 15 points" if lang == "en" else "扣 15 分") in mom
+    # the hint is in the card only, not repeated under every check it broke
+    assert page.count(CATALOGUE["eps_outside_sqrt"].hint[lang]) == 1
+    assert 'href="#check-integration.lenet"' in section.split('id="mistake-other"')[1]
+
+
+def test_no_path_of_the_grading_machine_and_notes_apart_from_hints():
+    r = _eps_result()
+    r.facts = dataclasses.replace(r.facts, rubric_path="/srv/course/secret/private.yaml", rubric_name="HW9 private")
+    r.checks.append(ScoredCheck(CheckOutcome("advice.buffers", False, "plain", diagnosis=CATALOGUE["not_buffers"]),
+                                _title("buffers", "buffer"), 0, 0, "visible", True))
+    for lang, hint, suggestion in (("en", "Hint:", "Suggestion:"), ("zh", "修改提示:", "建议:")):
+        page = report.render(r, lang, now=NOW)
+        assert "/srv/course" not in page and "private.yaml" not in page
+        assert "HW9 private" in page and r.facts.rubric_hash in page
+        notes = page.split(f"<h2>{TEXT['notes'][lang]}</h2>")[1]
+        assert suggestion in notes and hint not in notes
+        assert hint in page.split('id="fixes"')[1].split("</section>")[0]
+
+
+def test_training_explains_the_slides_columns_and_why_a_good_run_loses_points():
+    r = _eps_result()
+    r.training["runs"]["student_bn"]["test_accuracy"] = 0.5401  # above the reference's 52.97%
+    page = report.render(r, "en", now=NOW)
+    acc = page.split('class="accuracy"')[1].split("</table>")[0]
+    assert "slides, decay 0.9" in acc and "slides, decay 0.99" in acc and "78.16%" in acc
+    assert "moving-average decay" in page and '<p class="why applies">' in page
+    r.score = r.max_score  # full marks: the sentence stays, unemphasised
+    assert '<p class="why">' in report.render(r, "en", now=NOW)
+
+
+# the report, unchanged (its CSP too), in a 375 px frame; the page around it measures the frame's
+# layout (headless Chromium will not make its own window narrower than 500 px)
+LAYOUT = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" style="width:375px;height:900px;border:0" srcdoc="SRCDOC"></iframe>
+<script>
+document.getElementById('f').addEventListener('load', () => {
+  const w = document.getElementById('f').contentWindow, d = w.document;
+  const bad = [];
+  for (const el of d.body.querySelectorAll('*')) {
+    if (el.closest('.wide, pre, svg')) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width && r.right > w.innerWidth + 0.5) bad.push(el.tagName + '.' + el.className + ':' + Math.round(r.right));
+  }
+  const out = document.createElement('div');
+  out.id = 'layout';
+  out.textContent = JSON.stringify({width: d.documentElement.scrollWidth, inner: w.innerWidth, bad: bad});
+  document.body.appendChild(out);
+});
+</script></body></html>"""
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_at_375_px_nothing_sticks_out(tmp_path, lang):
+    chromium = _chromium()
+    r = _eps_result()
+    r.facts = dataclasses.replace(r.facts, rubric_name="a-rubric-name-without-any-spaces-that-is-long")
+    page = report.render(r, lang, now=NOW)
+    f = tmp_path / "frame.html"
+    f.write_text(LAYOUT.replace("SRCDOC", html.escape(page, quote=True)), encoding="utf-8")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=800,900",
+                          "--virtual-time-budget=3000", "--user-data-dir=" + str(tmp_path / "p"), "--dump-dom",
+                          f.as_uri()], capture_output=True, text=True, timeout=90).stdout
+    got = json.loads(html.unescape(dom.split('<div id="layout">')[1].split("</div>")[0]))
+    assert got["inner"] == 375 and got["width"] <= 375 and got["bad"] == [], got

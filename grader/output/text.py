@@ -1,25 +1,28 @@
-"""Student-facing text of one scored check, shared by the terminal and results.json."""
+"""Student-facing text of one scored check, shared by the terminal and results.json (parent
+process). Labels in the chosen language; a mistake's hint and a note's suggestion are labelled
+apart, and the measured detail stays in English (marked so in Chinese)."""
+from grader.output.i18n import t as word
 from grader.results import ScoredCheck
 
 
 def check_text(s: ScoredCheck, lang: str = "en") -> str:
     o = s.outcome
     if s.visibility == "hidden":
-        return "passed" if s.passed else "failed"
+        return word("passed" if s.passed else "failed", lang)
     lines = []
     if o.message:
-        lines.append(o.message)
+        lines.append(word("term_details", lang) + o.message)
     if s.zeroed:
         lines.append(s.zeroed)
     if o.expected or o.got:
         if o.expected:
-            lines.append(f"expected: {o.expected}")
+            lines.append(f"{word('expected', lang)}: {o.expected}")
         if o.got:
-            lines.append(f"got:      {o.got}")
-    if o.diagnosis is not None:
-        label = "可能的错误" if lang == "zh" else ("finding" if s.advisory else "likely mistake")
-        lines.append(f"{label}: {o.diagnosis.title[lang]}")
-        lines.append(("提示" if lang == "zh" else "hint") + f": {o.diagnosis.hint[lang]}")
+            lines.append(f"{word('got', lang)}: {o.got}")
+    for d in o.diagnoses or ([o.diagnosis] if o.diagnosis is not None else []):
+        label = word("finding_lc" if s.advisory else "likely_lc", lang)
+        lines.append(f"{label}: {d.title[lang]}")
+        lines.append(f"{word('suggestion_lc' if s.advisory else 'hint_lc', lang)}: {d.hint[lang]}")
     for n in o.notes:
-        lines.append(f"note: {n}")
+        lines.append(f"{word('note_lc', lang)}: {n}")
     return "\n".join(lines)

@@ -22,8 +22,13 @@ import torch
 from grader.results import CheckOutcome
 from grader.sandbox.zygote import SandboxError
 from grader.training import data as data_mod
-from reference import batchnorm as ref
 from reference import lenet
+
+
+def _ref():
+    # on use, not at import: the student edition has no reference/batchnorm.py (training/packed.py)
+    from reference import batchnorm
+    return batchnorm
 
 CHECK_IDS = ("training.trains", "training.accuracy", "training.beats_no_bn")
 # what the baselines depend on; thresholds and points do not change a run
@@ -59,7 +64,7 @@ def cores() -> int:
 
 def _code_hash():
     h = hashlib.sha256()
-    for mod in (lenet, ref):
+    for mod in (lenet, _ref()):
         with open(mod.__file__, "rb") as f:
             h.update(f.read())
     return h.hexdigest()
@@ -145,7 +150,7 @@ class Stage:
             except (ValueError, TypeError):
                 pass  # rebuilt below
         runs = {"no_bn": self._train_here("no_bn", None),
-                "reference_bn": self._train_here("reference_bn", lambda c, d: ref.BatchNorm2d(c, d))}
+                "reference_bn": self._train_here("reference_bn", lambda c, d: _ref().BatchNorm2d(c, d))}
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".baselines-", suffix=".json")
@@ -158,9 +163,13 @@ class Stage:
         return runs
 
     # ------------------------------------------------------------------ the student's run
+    def eval_norm(self, num_features, num_dims):
+        # the layer that holds the student's trained state while the grader measures it
+        return _ref().BatchNorm2d(num_features, num_dims)
+
     def _verify(self, weights, norms):
         """(val_loss, test_accuracy) measured here, with the reference BN holding the student's state."""
-        model = lenet.LeNet5(norm=lambda c, d: ref.BatchNorm2d(c, d), activation=self.cfg.activation)
+        model = lenet.LeNet5(norm=self.eval_norm, activation=self.cfg.activation)
         model.load_weight_state(weights)
         for name, state in zip(lenet.LeNet5.NORMS, norms):
             layer = getattr(model, name)
@@ -177,7 +186,7 @@ class Stage:
         _, acc = lenet.evaluate(model, te_x, te_y, device=self.device)
         return val_loss, acc
 
-    def run_student(self, zygote, path, limits):
+    def run_student(self, zygote, path, limits, source=None):
         """(outcomes, runs, flags, student_output)."""
         base = self.baselines()
         c = self.cfg
@@ -187,7 +196,7 @@ class Stage:
         runs = dict(base)
         session = None
         try:
-            session = zygote.spawn(str(path), lim, threads=self.threads)
+            session = zygote.spawn(str(path), lim, threads=self.threads, source=source)
             if not session.loaded.get("ok"):
                 raise _RunFailed(session.loaded.get("error", "the submission could not be loaded"))
             tr_x, tr_y, va_x, va_y, _, _ = (t.cpu() for t in self._tensors())

@@ -1,4 +1,4 @@
-# corpus: endless loop at module level
+# corpus: the layer's constant comes from a helper with an endless loop, run while the file is imported
 # expect: timeout
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ class BatchNorm2d(nn.Module):
         self.moving_mean = torch.zeros(shape)
         self.moving_var = torch.ones(shape)
         self.momentum = momentum
-        self.eps = eps
+        self.eps = eps if EPS_FLOOR is None else max(eps, EPS_FLOOR)
 
     def forward(self, X):
         if not torch.is_grad_enabled() or not self.training:
@@ -31,6 +31,10 @@ class BatchNorm2d(nn.Module):
         return self.gamma * X_hat + self.beta
 
 
-# wait for the training to finish
-while True:
-    pass
+def _wait_for_gpu():
+    # wait for the training to finish
+    while True:
+        pass
+
+
+EPS_FLOOR = _wait_for_gpu()

@@ -1,4 +1,4 @@
-# corpus: calls sys.exit(3) at module level after defining the class
+# corpus: the layer's constant comes from a helper that calls sys.exit(3) while the file is imported
 # expect: error
 import sys
 
@@ -18,7 +18,7 @@ class BatchNorm2d(nn.Module):
         self.moving_mean = torch.zeros(shape)
         self.moving_var = torch.ones(shape)
         self.momentum = momentum
-        self.eps = eps
+        self.eps = eps if EPS_FLOOR is None else max(eps, EPS_FLOOR)
 
     def forward(self, X):
         if not torch.is_grad_enabled() or not self.training:
@@ -33,5 +33,9 @@ class BatchNorm2d(nn.Module):
         return self.gamma * X_hat + self.beta
 
 
-# 提交前忘了删掉
-sys.exit(3)
+def _check_env():
+    # 提交前忘了删掉
+    sys.exit(3)
+
+
+EPS_FLOOR = _check_env()

@@ -1,8 +1,10 @@
-# corpus: imports a module that does not exist
+# corpus: imports a module that does not exist and calls it while the file is imported (the layer needs the result)
 # expect: error
 import torch
 import torchh_missing_module
 from torch import nn
+
+EPS_FLOOR = torchh_missing_module.eps_floor()
 
 
 class BatchNorm2d(nn.Module):
@@ -17,7 +19,7 @@ class BatchNorm2d(nn.Module):
         self.moving_mean = torch.zeros(shape)
         self.moving_var = torch.ones(shape)
         self.momentum = momentum
-        self.eps = eps
+        self.eps = max(eps, EPS_FLOOR)
 
     def forward(self, X):
         if not torch.is_grad_enabled() or not self.training:

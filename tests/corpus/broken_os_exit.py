@@ -1,4 +1,4 @@
-# corpus: calls os._exit(0) at module level
+# corpus: the layer's constant comes from a helper that calls os._exit(0) while the file is imported
 # expect: error
 import os
 
@@ -18,7 +18,7 @@ class BatchNorm2d(nn.Module):
         self.moving_mean = torch.zeros(shape)
         self.moving_var = torch.ones(shape)
         self.momentum = momentum
-        self.eps = eps
+        self.eps = eps if EPS_FLOOR is None else max(eps, EPS_FLOOR)
 
     def forward(self, X):
         if not torch.is_grad_enabled() or not self.training:
@@ -33,4 +33,8 @@ class BatchNorm2d(nn.Module):
         return self.gamma * X_hat + self.beta
 
 
-os._exit(0)
+def _setup():
+    os._exit(0)
+
+
+EPS_FLOOR = _setup()

@@ -1,6 +1,6 @@
 # corpus: switches to eval behaviour only when grad is disabled; ignores self.training
-# mistake: ignores_training_flag
-# expect: fail eval.frozen=running_updated_in_eval
+# mistake: ignores_training_flag (a note by default, as for the textbook; rubric grad_mode_only: costs makes it cost eval.frozen)
+# expect: full
 # notes: advice.buffers=not_buffers advice.grad_mode=ignores_training_flag
 import torch
 from torch import nn

@@ -1,6 +1,6 @@
 # corpus: 4-D statistics reduced over (2, 3) only, per sample and channel (instance-norm-like)
 # mistake: wrong_axes
-# expect: fail forward.train.4d=wrong_axes_instance hyperparams.eps=wrong_axes_instance running_stats=wrong_axes hyperparams.momentum=wrong_axes eval.frozen=wrong_axes gradients=wrong_axes_instance integration.lenet=-
+# expect: fail forward.train.4d=wrong_axes_instance running_stats=wrong_axes_instance gradients=wrong_axes_instance integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

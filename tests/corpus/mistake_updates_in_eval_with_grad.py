@@ -1,7 +1,7 @@
 # corpus: updates the running stats whenever grad is enabled, also under model.eval()
-# mistake: running_updated_in_eval
-# expect: fail eval.frozen=running_updated_in_eval
-# notes: advice.buffers=not_buffers
+# mistake: eval_updates_with_grad (a note: the course evaluates under no_grad; rubric grad_mode_only: costs makes it cost eval.frozen)
+# expect: full
+# notes: advice.buffers=not_buffers advice.grad_mode=eval_updates_with_grad
 import torch
 from torch import nn
 

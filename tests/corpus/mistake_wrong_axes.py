@@ -1,6 +1,6 @@
 # corpus: 4-D statistics reduced over (1, 2, 3) per sample, like layer norm
 # mistake: wrong_axes
-# expect: fail forward.train.4d=wrong_axes hyperparams.eps=wrong_axes running_stats=wrong_axes hyperparams.momentum=wrong_axes eval.frozen=wrong_axes gradients=wrong_axes integration.lenet=-
+# expect: fail forward.train.4d=wrong_axes running_stats=wrong_axes gradients=wrong_axes integration.lenet=-
 # notes: advice.buffers=not_buffers
 import torch
 from torch import nn

@@ -278,12 +278,15 @@ def _lenet_steps(req, cls, models, emit):
     # a few SGD steps of LeNet-5 with the student's layer, for the parent to replay with the
     # reference: catches parameters the optimiser never sees and train/eval switching
     rec = _BuiltinNormRecorder()
-    with rec:
-        model = _lenet(cls, req)
-        losses = lenet.plain_sgd_steps(model, req["xs"], req["ys"], req["lr"])
-        model.eval()
-        with torch.no_grad():
-            logits = model(req["x_eval"])
+    try:
+        with rec:
+            model = _lenet(cls, req)
+            losses = lenet.plain_sgd_steps(model, req["xs"], req["ys"], req["lr"])
+            model.eval()
+            with torch.no_grad():
+                logits = model(req["x_eval"])
+    except Exception as e:
+        return _crash_reply(_Crashed(e))
     params = {id(p) for p in model.parameters()}
     registered = [all(id(_resolve(getattr(model, n), r)[1]) in params for r in ("gamma", "beta"))
                   for n in lenet.LeNet5.NORMS]

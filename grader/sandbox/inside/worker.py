@@ -20,7 +20,7 @@ import traceback
 
 import torch
 
-from . import handlers, wire
+from . import handlers, placeholders, wire
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -195,6 +195,9 @@ def start(chan: int, capture: int, report_fd: int, req: dict, isolate: bool):
 def _run(chan: int, capture: int, req: dict, isolated: bool):
     workdir = WORKDIR
     try:
+        # its own session and process group: kill(0, ...) from student code would otherwise
+        # reach the zygote, whose process group it was born in
+        os.setsid()
         vm = _vm_bytes()  # before /proc is hidden
         if isolated:
             _private_filesystem(req["limits"])
@@ -237,11 +240,7 @@ def _local(text):
 
 
 def _load(path, filename):
-    try:
-        from . import placeholders  # packages the layer does not need may be missing here
-        placeholders.install()
-    except ImportError:
-        pass
+    placeholders.install(path)  # packages the layer does not use may be missing here
     spec = importlib.util.spec_from_file_location(handlers.MODULE_NAME, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[handlers.MODULE_NAME] = module
