@@ -16,8 +16,11 @@ the sandbox zygote is forked right after it, before anything else runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import tempfile
 import traceback
 from pathlib import Path
@@ -207,7 +210,11 @@ def _single(args, rubric, zyg, stage, lang):
     from grader.output import terminal
 
     sub = Path(args.submission)
-    with tempfile.TemporaryDirectory(prefix="bn-grade-intake-") as staging:
+    # a .py is graded where it is; a folder, zip or notebook is unpacked into a scratch folder
+    # (made only then: a grader killed outright leaves nothing behind for a .py)
+    plain = sub.is_file() and sub.suffix == ".py"
+    with contextlib.nullcontext(str(sub.parent)) if plain else \
+            tempfile.TemporaryDirectory(prefix="bn-grade-intake-") as staging:
         student = intake.safe_id(sub.stem if sub.is_file() else sub.name)
         got = intake.prepare(student, sub, Path(staging))
         if got.error:
@@ -345,6 +352,14 @@ def run(args) -> int:
     return _single(args, rubric, zyg, stage, lang)
 
 
+class Terminated(BaseException):
+    pass
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -367,11 +382,26 @@ def main(argv: list[str] | None = None) -> int:
         except gradescope_bundle.BundleError as e:
             print(f"{PROG} gradescope-bundle: error: {e}", file=sys.stderr)
             return int(ExitStatus.USAGE)
+    main_thread = threading.current_thread() is threading.main_thread()
+    # SIGTERM (a scheduler, a CI timeout) ends the run like Ctrl-C: temporary folders are
+    # removed on the way out, and the sandbox dies with this process
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+    try:
+        return _main(argv, debug)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv, debug) -> int:
     try:
         return int(run(_parser().parse_args(argv)))
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return int(ExitStatus.USAGE)
+    except Terminated:
+        print(f"{PROG}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

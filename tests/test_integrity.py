@@ -167,8 +167,8 @@ def test_gradebook_and_summary_list_who_needs_review(tmp_path):
     shutil.copyfile(CORPUS / "correct_rsqrt.py", subs / "bob.py")
     out = tmp_path / "out"
     assert main([str(subs), "--out", str(out), "--no-train", "--quiet", "--jobs", "1"]) == 0
-    with open(out / "gradebook.csv", newline="") as f:
-        rows = {r["student"]: r for r in csv.DictReader(f)}
+    with open(out / "gradebook.csv", newline="", encoding="utf-8-sig") as f:  # the BOM: docs/batch.md
+        rows = {r["id"]: r for r in csv.DictReader(f)}
     assert "needs_review" in rows["mallory"]["flags"].split(";")
     assert "needs_review" not in rows["alice"]["flags"] and "needs_review" not in rows["bob"]["flags"]
     assert "textbook_copy" in rows["alice"]["flags"].split(";")  # informational, and allowed

@@ -2,8 +2,8 @@
 
 What exists inside the sandbox: read-only /usr, the Python installation and its packages (the
 grader's own distribution hidden), the worker's code (grader/sandbox/inside/ and the LeNet-5
-harness, nothing else of the grader), a private /tmp, /dev, and /proc of the sandbox's own PID
-namespace. Not there: the grader's checkout, reference/, rubrics, caches, the class folder, OUT,
+harness, nothing else of the grader), a read-only /tmp with an empty /tmp/work (each worker
+mounts its own tmpfs there), /dev, and /proc of the sandbox's own PID namespace. Not there: the grader's checkout, reference/, rubrics, caches, the class folder, OUT,
 the home directory, the grader's environment. No network, its own PID, IPC and UTS
 namespaces, no new privileges; the grader's death kills it (--die-with-parent).
 
@@ -177,6 +177,9 @@ def bubblewrap(ctrl_fd: int, cuda: bool) -> Launch:
         argv += ["--unshare-user"]
     for k, v in _env().items():
         argv += ["--setenv", k, v]
+    # /tmp first, so that a Python installed under /tmp (a CI runner's venv) is mounted on top;
+    # it is read-only in the end: each worker mounts its own tmpfs on /tmp/work
+    argv += ["--perms", "1777", "--size", str(1 << 20), "--tmpfs", "/tmp", "--dir", "/tmp/work"]
     argv += ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         p = "/" + name
@@ -196,14 +199,14 @@ def bubblewrap(ctrl_fd: int, cuda: bool) -> Launch:
         argv += ["--tmpfs", d, "--remount-ro", d]
     for f in files:
         argv += ["--ro-bind", "/dev/null", f]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(64 << 20), "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
     if cuda:
         for name in sorted(os.listdir("/dev")):
             if name.startswith("nvidia"):
                 argv += ["--dev-bind", "/dev/" + name, "/dev/" + name]
         argv += ["--ro-bind-try", "/sys", "/sys"]
     argv += ["--ro-bind", INSIDE, f"{RUNTIME}/bn_inside", "--ro-bind", LENET, f"{RUNTIME}/bn_lenet.py",
-             "--remount-ro", "/", "--chdir", "/tmp", "--"]
+             "--remount-ro", "/tmp", "--remount-ro", "/", "--chdir", "/tmp", "--"]
     argv += _zygote_cmd(ctrl_fd, True, uid, RUNTIME)
     user = f"uid {uid} (claimed for this grader; root is left at the sandbox's door)" if root else \
         f"uid {os.getuid()} (the grader's own user, in a user namespace)"

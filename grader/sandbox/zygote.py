@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -144,6 +145,7 @@ class Zygote:
         if msg.get("op") != "hello":
             raise engine.EngineUnavailable("the sandbox's zygote sent no greeting")
         self.hello = msg
+        self._cleanup()  # the zygote has imported its code: an unconfined runtime folder can go
 
     def _kill_process(self):
         try:
@@ -157,6 +159,7 @@ class Zygote:
 
     def _replace(self, why):
         self._kill_process()
+        self._cleanup()
         self._ctrl.close()
         self.restarts += 1
         self._start()
@@ -224,8 +227,10 @@ class Zygote:
             self._kill_process()
         if self.launch.uid_lock is not None:
             os.close(self.launch.uid_lock)
+        self._cleanup()
+
+    def _cleanup(self):
         for path in self.launch.cleanup:
-            import shutil
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -3,8 +3,8 @@
 Forked from the zygote (zygote.py). The forked process enters new user, mount, PID, network,
 IPC and UTS namespaces and forks the worker proper, which is PID 1 of its own PID namespace:
 it cannot see or signal the zygote or another worker, and when it dies everything it started
-dies with it. The worker then mounts private, size-capped tmpfs on /tmp (its working folder
-is /tmp/work) and /dev/shm, hides /proc, sets its resource limits, drops every capability,
+dies with it. The worker then mounts private, size-capped tmpfs on its working folder
+/tmp/work and on /dev/shm, hides /proc, sets its resource limits, drops every capability,
 and only then receives the submission's source from the grader, imports it and answers
 requests (handlers.py). It never sees the rubric or an expected value, and it compares nothing.
 """
@@ -12,10 +12,8 @@ import ctypes
 import importlib.util
 import os
 import resource
-import shutil
 import signal
 import sys
-import tempfile
 import traceback
 
 import torch
@@ -80,7 +78,7 @@ def _mount_tmpfs(where: str, size: int, mode: str = "1777") -> None:
 def _private_filesystem(limits: dict) -> None:
     if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None):
         raise OSError(ctypes.get_errno(), "making mounts private")
-    _mount_tmpfs("/tmp", limits["disk_bytes"])
+    _mount_tmpfs(WORKDIR, limits["disk_bytes"], "700")  # the sandbox's /tmp itself is read-only
     if os.path.isdir("/dev/shm"):
         _mount_tmpfs("/dev/shm", limits["disk_bytes"])
     if not limits.get("cuda"):
@@ -201,9 +199,8 @@ def _run(chan: int, capture: int, req: dict, isolated: bool):
         vm = _vm_bytes()  # before /proc is hidden
         if isolated:
             _private_filesystem(req["limits"])
-            os.makedirs(workdir, mode=0o700)
         else:
-            workdir = tempfile.mkdtemp(prefix="bn-grade-")
+            workdir = req["workdir"]  # made (and removed) by the zygote
         _stdio(chan, capture)
         os.chdir(workdir)
         os.environ.clear()
@@ -219,11 +216,7 @@ def _run(chan: int, capture: int, req: dict, isolated: bool):
                              "traceback": "", "sandbox_failed": True})
         finally:
             os._exit(72)
-    try:
-        serve(chan, workdir)
-    finally:
-        if not isolated:
-            shutil.rmtree(workdir, ignore_errors=True)
+    serve(chan, workdir)
 
 
 def _student_traceback(exc, filename):

@@ -13,9 +13,11 @@ Control messages are JSON lines on a Unix socket; a spawn carries two descriptor
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 
 from . import worker
 
@@ -91,6 +93,10 @@ def main(ctrl_fd: int, isolate: bool, uid: int | None):
             break
         if req["op"] == "spawn":
             chan, capture = fds
+            if not (isolate and why == ""):
+                # unconfined, the worker's folder is on the machine's /tmp: the zygote makes it
+                # and removes it once the worker is gone, however it ended
+                req["workdir"] = tempfile.mkdtemp(prefix="bn-grade-work-")
             r, w = os.pipe()
             pid = os.fork()
             if pid == 0:
@@ -105,11 +111,11 @@ def main(ctrl_fd: int, isolate: bool, uid: int | None):
             os.close(capture)
             inner = os.read(r, 32)
             os.close(r)
-            live[req["id"]] = (pid, int(inner) if inner.strip().isdigit() else None)
+            live[req["id"]] = (pid, int(inner) if inner.strip().isdigit() else None, req.get("workdir"))
             ctrl.sendall(json.dumps({"op": "spawned", "id": req["id"], "ok": bool(inner.strip().isdigit())}).encode()
                          + b"\n")
         elif req["op"] == "kill":
-            pid, inner = live.pop(req["id"], (None, None))
+            pid, inner, workdir = live.pop(req["id"], (None, None, None))
             reply = {"op": "killed", "id": req["id"], "code": None, "signal": None}
             if pid is not None:
                 # the worker is PID 1 of its own namespace: when it dies, everything it
@@ -124,10 +130,15 @@ def main(ctrl_fd: int, isolate: bool, uid: int | None):
                 _, status = os.waitpid(pid, 0)
                 reply.update(_status(os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status)
                                      else 128 + os.WTERMSIG(status)))
+            if workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
             ctrl.sendall(json.dumps(reply).encode() + b"\n")
-    for pid, inner in live.values():
+    for pid, inner, workdir in live.values():
         try:
             os.kill(inner or pid, signal.SIGKILL)
-        except ProcessLookupError:
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
             pass
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     os._exit(0)
