@@ -6,6 +6,8 @@ OUT/<id>/submission.py, so N shards writing into one OUT, or a resumed run, end 
 gradebook as one run over the whole class. Similar submissions are flagged here, across the
 whole class; a flag never changes a score. Submissions whose source scan needs review
 (checks/static.py) get the `needs_review` flag and their evidence at the top of the summary.
+A rebuild never hides a result it cannot read and never replaces a gradebook with one that
+lists fewer submissions unless forced: OUT is often a folder shared by several instructors.
 """
 from __future__ import annotations
 
@@ -93,7 +95,13 @@ def _match(roster: list[Student], ids: list[str]) -> dict:
     return {sid: keys[sid.casefold()] for sid in ids if sid.casefold() in keys}
 
 
-def collect(out: Path) -> list[dict]:
+class GradebookError(Exception):
+    """A gradebook that would lose students: one line naming what and how to proceed (exit 2)."""
+
+
+def collect(out: Path, problems: list | None = None) -> list[dict]:
+    """Every OUT/<id>/results.json as a dict; each one that exists but cannot be read (another
+    user's 0600 file, a damaged file) goes into problems as 'path: why' rather than vanishing."""
     rows = []
     for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
         f = d / "results.json"
@@ -101,13 +109,37 @@ def collect(out: Path) -> list[dict]:
             continue
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # a damaged file is regraded by the next run (it is not "done" to us either)
+            if not isinstance(data, dict) or "score" not in data:
+                raise ValueError("not a results.json of this grader")
+        except OSError as e:
+            if problems is not None:
+                problems.append(f"{f}: {e.strerror}")
+            continue
+        except ValueError as e:
+            if problems is not None:
+                problems.append(f"{f}: {str(e).splitlines()[0][:80]}")
+            continue
         data["_student"] = d.name
         src = d / "submission.py"
-        data["_source"] = src.read_text(encoding="utf-8", errors="replace") if src.exists() else ""
+        try:
+            data["_source"] = src.read_text(encoding="utf-8", errors="replace") if src.exists() else ""
+        except OSError:
+            data["_source"] = ""  # costs the similarity check this student, not their row
         rows.append(data)
     return rows
+
+
+def students_in(path: Path) -> int | None:
+    """How many submissions (rows not `missing`) an existing gradebook.csv lists; None without one."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise GradebookError(f"{path}: cannot read the existing gradebook ({e.strerror}); it was left alone") from None
+    except UnicodeDecodeError:
+        return None  # not ours: nothing to protect
+    return sum(1 for r in csv.DictReader(io.StringIO(text)) if r.get("status") not in (MISSING, None))
 
 
 def _review(ex, lang="en"):
@@ -178,11 +210,24 @@ def _gradebook_rows(rows, cols, similar, roster):
     return table
 
 
-def rebuild(out: Path, threshold: float = 0.8, lang: str = "en", roster: list[Student] | None = None):
+def rebuild(out: Path, threshold: float = 0.8, lang: str = "en", roster: list[Student] | None = None,
+            force: bool = False):
     """(rows, matches); writes gradebook.csv and summary.html. roster: load_roster()'s students;
-    the gradebook then lists them by id, name and e-mail, missing ones included."""
+    the gradebook then lists them by id, name and e-mail, missing ones included. Raises
+    GradebookError, writing nothing, when a result file cannot be read or when the new gradebook
+    would list fewer submissions than the one it replaces (unless force)."""
     out = Path(out)
-    rows = collect(out)
+    problems = []
+    rows = collect(out, problems)
+    if problems:
+        # a gradebook silently without them is how a colleague's rebuild lost a class's results
+        raise GradebookError(f"{out}: cannot read {len(problems)} result file(s), so the gradebook was not rebuilt: "
+                             + "; ".join(problems)
+                             + " (fix their permissions, e.g. chmod g+r, or move damaged ones away to regrade them)")
+    had = students_in(out / "gradebook.csv")
+    if had is not None and len(rows) < had and not force:
+        raise GradebookError(f"{out / 'gradebook.csv'} lists {had} students and {out} now has results for only "
+                             f"{len(rows)}; it was left alone (pass --force to overwrite it with fewer)")
     template = TEMPLATE.read_text() if TEMPLATE.exists() else None
     sources = {r["_student"]: r["_source"] for r in rows if r["_source"]}
     matches = similarity.similar_pairs(sources, template=template, threshold=threshold) if len(sources) > 1 else []

@@ -74,7 +74,7 @@ def not_gradable(label: str, rubric, reason: str, status=RunStatus.ERROR, stage=
     scored, not_run, total, maximum = scoring.score(outcomes, rubric, False)
     return GradeResult(submission=label, submission_hash=digest, status=status, reason=reason, checks=scored,
                        score=total, max_score=maximum, facts=run_facts(rubric, cuda), seconds=0.0, not_run=not_run,
-                       notes=list(notes))
+                       notes=list(notes), maximum=scoring.maximum(rubric, not_run))
 
 
 def _located(o: CheckOutcome, line_map) -> CheckOutcome:
@@ -177,4 +177,4 @@ def grade_file(path: str | Path, rubric, zygote: Zygote, cuda: bool | None = Non
     return GradeResult(submission=str(path), submission_hash=digest, status=status, reason=reason, checks=scored,
                        score=total, max_score=maximum, facts=facts, seconds=round(time.monotonic() - t0, 3),
                        student_output=output, not_run=not_run, flags=flags, training=training, notes=list(notes), sandbox=sandbox,
-                       review=review)
+                       review=review, maximum=scoring.maximum(rubric, not_run))

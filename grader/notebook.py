@@ -1,7 +1,8 @@
 """The in-notebook check (runs in the student's Jupyter kernel, as the grader's parent side):
 
     from grader import notebook
-    notebook.check(BatchNorm2d)
+    notebook.check(BatchNorm2d)                            # the full edition
+    notebook.check(BatchNorm2d, pack="batchnorm.bnpack")   # the student edition, against a check pack
 
 grades the class the student just defined, the way bn-grade grades a file: the class's source
 and the module-level names it uses are gathered from the cells that defined them (IPython
@@ -162,12 +163,51 @@ def _display(checked: Checked) -> bool:
     return True
 
 
-def check(cls, *, rubric: str | None = None, lang: str | None = None, show: bool = True) -> Checked:
+def _find_pack(pack):
+    """The pack to grade against: the one named, else (student edition only) the single .bnpack in
+    the working folder, as the template ships it next to the notebook; None in the full edition."""
+    from grader.checks import oracle
+    if pack is not None:
+        return Path(pack)
+    try:
+        oracle.computed()
+        return None  # the full edition computes the expected values
+    except oracle.StudentEdition:
+        pass
+    found = sorted(Path.cwd().glob("*.bnpack"))
+    if len(found) == 1:
+        print(f"bn-grade: checking against {found[0].name}", file=sys.stderr)
+        return found[0]
+    where = "no .bnpack file" if not found else f"{len(found)} .bnpack files"
+    raise NotebookError(f"this is the student edition of bn-grade: it checks against your course's check pack, and "
+                        f"{Path.cwd()} has {where}; call notebook.check({{}}, pack=\"batchnorm.bnpack\") with the "
+                        "pack's path")
+
+
+def check(cls, *, pack=None, rubric: str | None = None, lang: str | None = None, show: bool = True) -> Checked:
     """Grade the class just defined; shows the report inline under IPython, else prints the
-    terminal table."""
+    terminal table. pack: a check pack (the student edition grades against one; the full edition
+    may too); rubric: another rubric (with a pack, it must have the pack's seed)."""
     import os
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     text = gather(cls)
+    from grader import grading, pack as pack_mod, rubric as rubric_mod
+    try:
+        pack_path = _find_pack(pack)
+    except NotebookError as e:
+        raise NotebookError(str(e).replace("{}", cls.__name__)) from None
+    oracle = None
+    try:
+        if pack_path is not None:
+            from grader.checks.oracle import PackOracle
+            loaded_pack = pack_mod.read(pack_path)
+            loaded = pack_mod.rubric_for(loaded_pack, rubric, grading.known_checks())
+            oracle = PackOracle(loaded_pack)
+        else:
+            loaded = rubric_mod.load(rubric, known_checks=grading.known_checks())
+    except (pack_mod.PackError, rubric_mod.RubricError) as e:
+        # one line that names the file, as bn-grade says it; no traceback into the notebook's grader
+        raise NotebookError(str(e)) from None
     from grader.sandbox import engine, zygote
     # the student's own code, on the student's machine: as bn-grade on a single file, unconfined
     # (with a note) where bubblewrap cannot run
@@ -176,12 +216,10 @@ def check(cls, *, rubric: str | None = None, lang: str | None = None, show: bool
         mode = "unconfined"
         print("bn-grade: note: running your code unconfined (no bubblewrap sandbox here)", file=sys.stderr)
     z = zygote.shared(mode)
-    from grader import grading, rubric as rubric_mod
     from grader.output import report, terminal
     from grader.output.i18n import default_language
-    loaded = rubric_mod.load(rubric, known_checks=grading.known_checks())
     lang = lang or default_language(None if loaded.language == "auto" else loaded.language)
-    result = grading.grade_file(Path(NAME), loaded, z, text=text)
+    result = grading.grade_file(Path(NAME), loaded, z, text=text, oracle=oracle)
     result.submission = NAME
     checked = Checked(result, report.render(result, lang), lang)
     if show and not _display(checked):

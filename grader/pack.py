@@ -133,3 +133,23 @@ def read(path) -> Pack:
                     len(data))
     except (KeyError, ValueError, TypeError) as e:
         raise PackError(f"{path}: damaged pack: {e}") from None
+
+
+def rubric_for(pack: Pack, rubric_path=None, known_checks=None):
+    """The rubric to grade with against this pack: the one it carries, or rubric_path when it has
+    the pack's seed and conventions (the answers are only right for those). PackError otherwise;
+    a broken rubric file raises the rubric's own error."""
+    from grader import rubric as rubric_mod
+    if rubric_path:
+        rubric = rubric_mod.load(rubric_path, known_checks=known_checks)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bn-grade-pack-") as d:
+            p = Path(d) / "rubric.yaml"
+            p.write_text(pack.rubric_text, encoding="utf-8")
+            rubric = rubric_mod.load(p, known_checks=known_checks)
+        rubric.path = f"{pack.path} (its rubric)"
+    for key in ("seed", "running_var", "grad_mode_only"):
+        if getattr(rubric, key) != pack.meta.get(key):
+            raise PackError(f"{pack.path}: made for {key} {pack.meta.get(key)!r}, the rubric has "
+                            f"{getattr(rubric, key)!r}")
+    return rubric

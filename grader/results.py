@@ -113,6 +113,8 @@ class GradeResult:
     # integrity flags from the parent's source scan, for the instructor; never points:
     # [{code, severity (needs_review|info), file, message {en, zh}, evidence [{line, text, what}]}]
     review: list = field(default_factory=list)
+    # how max_score follows from the rubric (scoring.maximum(): points, rubric_points, left_out)
+    maximum: dict = field(default_factory=dict)
 
     @property
     def needs_review(self) -> list:

@@ -1,12 +1,51 @@
 """Points from the rubric applied to check outcomes (parent process).
 
-The only place where a verdict becomes a number. Checks that were not run (no CUDA device,
-training under --no-train) are left out of both the score and the maximum.
+The only place where a verdict becomes a number, and where the maximum is decided. The rule
+(README "The maximum", stated by every output through maximum()):
+
+  maximum = the rubric's points (advisory checks have none), less the checks this grading
+  cannot run for reasons that have nothing to do with the submission:
+    - machine:  the machine cannot run it (device.cuda without a CUDA device);
+    - no_train: the training stage was switched off (--no-train);
+    - pack:     the student edition's check pack holds no answer for it.
+  Nothing the submission does removes a check from the maximum: code that does not load,
+  crashes or times out scores 0 of the same maximum. So every submission graded with one rubric,
+  on one kind of machine, with or without training, has the same maximum, and a correct layer
+  scores 100% with --no-train as with training.
 """
 from grader.checks import runner
 from grader.results import CheckOutcome, ScoredCheck
 
 BUILTIN = "originality.no_builtin_norm"
+NO_TRAIN = "training stage not run (--no-train)"
+PACK_PREFIX = "cannot be checked with this pack: "
+KINDS = ("machine", "no_train", "pack")
+
+
+def left_out_kind(check_id: str, why: str) -> str | None:
+    """Which of the rule's reasons leaves this not-run check out of the maximum; None when it is
+    none of them (then the check counts, as failed)."""
+    if why == NO_TRAIN:
+        return "no_train"
+    if why.startswith(PACK_PREFIX):
+        return "pack"
+    if why and why in {runner.not_applicable(check_id, False), runner.not_applicable(check_id, True)}:
+        return "machine"
+    return None
+
+
+def maximum(rubric, not_run) -> dict:
+    """The maximum and how it follows from the rubric: {points, rubric_points, left_out: [{check,
+    points, kind, reason}]} (results.json's extra_data.maximum; output/text.py states it)."""
+    rubric_points = sum(c.points for c in rubric.checks if not c.advisory)
+    left_out = []
+    for cid, why in not_run:
+        spec = rubric.spec(cid)
+        if spec is None or spec.advisory:
+            continue
+        left_out.append({"check": cid, "points": spec.points, "kind": left_out_kind(cid, why), "reason": why})
+    return {"points": rubric_points - sum(x["points"] for x in left_out), "rubric_points": rubric_points,
+            "left_out": left_out}
 
 
 def score(outcomes: list[CheckOutcome], rubric, static_violation: bool):
@@ -19,6 +58,10 @@ def score(outcomes: list[CheckOutcome], rubric, static_violation: bool):
     numeric = runner.numeric_ids()
     for o in outcomes:
         spec = rubric.spec(o.check_id)
+        if o.passed is None and left_out_kind(o.check_id, o.skipped) is None:
+            # not run for a reason of the submission's own: it counts, as failed, so the maximum
+            # stays the one every submission has
+            o = CheckOutcome(o.check_id, False, f"not run: {o.skipped or 'no reason given'}", notes=o.notes)
         if o.passed is None:
             not_run.append((o.check_id, o.skipped))
             continue

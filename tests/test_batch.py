@@ -98,6 +98,7 @@ def test_shards_plus_rebuild_equal_one_run(tmp_path):
     assert main([str(subs), "--out", str(one)] + FAST) == 0
     for k in (1, 2, 3):
         assert main([str(subs), "--out", str(sharded), "--shard", f"{k}/3"] + FAST) == 0
+        assert not (sharded / "gradebook.csv").exists()  # a shard never shows part of the class
     assert main(["--gradebook", str(sharded)]) == 0
     a = _gradebook(one)
     b = _gradebook(sharded)
@@ -157,7 +158,12 @@ def test_gradescope_mode(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["SUBS"], "needs --out"),
-    (["SUBS", "--out", "OUT", "--shard", "4/3"], "K must be between 1 and N"),
+    (["SUBS", "--out", "OUT", "--shard", "4/3"], "K must be between 1 and 3"),
+    (["SUBS", "--out", "OUT", "--shard-index", "3", "--shard-count", "3"], "--shard 3/3"),
+    (["SUBS", "--out", "OUT", "--shard-index", "1"], "needs --shard-count"),
+    (["SUBS", "--out", "OUT", "--shard-count", "2"], "goes with --shard-index"),
+    (["SUBS", "--out", "OUT", "--finish", "--shard", "1/2"], "without --shard"),
+    (["SUBS", "--out", "OUT", "--jobs", "two"], "--jobs"),
     (["SUBS", "--out", "OUT", "--shard", "x"], "expected K/N"),
     (["SUBS", "--out", "OUT", "--json", "r.json"], "--json/--report are for one submission"),
     ([str(CORPUS / "correct_rsqrt.py"), "--jobs", "2"], "are for a folder of submissions"),

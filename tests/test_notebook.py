@@ -2,6 +2,8 @@
 defined in separate cells, gathered from the cells' source, graded in the sandbox, and the
 report is displayed inline."""
 import os
+import shutil
+import sys
 
 import pytest
 
@@ -102,3 +104,47 @@ def test_class_from_a_plain_module_and_a_non_class(tmp_path, monkeypatch):
         notebook.check(mod.BatchNorm2d(3, 4), show=False)
     assert not list(tmp_path.iterdir())  # nothing written here
     assert os.path.exists(CORPUS / "mistake_reversed_momentum.py")
+
+
+def _module(path, name):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _verdicts(result):
+    return {s.outcome.check_id: (s.score, s.max_score, [d.code for d in s.outcome.diagnoses]) for s in result.checks}
+
+
+def test_the_student_edition_checks_in_the_notebook_against_a_pack(tmp_path, monkeypatch, capsys):
+    from conftest import ROOT
+    from grader import notebook
+    from grader.checks import oracle
+    template_pack = ROOT / "student_template" / "batchnorm.bnpack"
+    wrong = _module(CORPUS / "mistake_reversed_momentum.py", "mod_reversed_pack")
+    full = notebook.check(wrong.BatchNorm2d, lang="en", show=False)  # the full edition computes
+    assert full.result.status.value == "graded", full.result.reason
+    # the student edition: the module that computes expected values is not installed
+    monkeypatch.setitem(sys.modules, "grader.checks.computed", None)
+    with pytest.raises(oracle.StudentEdition):
+        oracle.computed()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(notebook.NotebookError, match=r'notebook.check\(BatchNorm2d, pack="batchnorm.bnpack"\)'):
+        notebook.check(wrong.BatchNorm2d, show=False)
+    with pytest.raises(notebook.NotebookError, match="no such pack file"):
+        notebook.check(wrong.BatchNorm2d, pack=tmp_path / "missing.bnpack", show=False)
+    student = notebook.check(wrong.BatchNorm2d, pack=template_pack, lang="en", show=False)
+    assert student.result.status.value == "graded", student.result.reason
+    assert not [why for _, why in student.result.not_run if why.startswith("cannot be checked")]
+    # the same verdicts as the full edition, without computing any expected value
+    assert _verdicts(student.result) == _verdicts(full.result)
+    assert (student.score, student.max_score) == (full.score, full.max_score) and student.score < student.max_score
+    assert "momentum convention reversed" in student.html
+    # the template ships the pack next to the notebook: found without pack=
+    shutil.copyfile(template_pack, tmp_path / "batchnorm.bnpack")
+    right = _module(CORPUS / "correct_kind_string.py", "mod_right_pack")
+    found = notebook.check(right.BatchNorm2d, lang="en", show=False)
+    assert "checking against batchnorm.bnpack" in capsys.readouterr().err
+    assert found.result.status.value == "graded" and found.score == found.max_score > 0

@@ -324,3 +324,85 @@ def test_at_375_px_nothing_sticks_out(tmp_path, lang):
                           f.as_uri()], capture_output=True, text=True, timeout=90).stdout
     got = json.loads(html.unescape(dom.split('<div id="layout">')[1].split("</div>")[0]))
     assert got["inner"] == 375 and got["width"] <= 375 and got["bad"] == [], got
+
+
+class _Headings(html.parser.HTMLParser):
+    """The text of every h1-h3 of a page, whitespace collapsed."""
+
+    def __init__(self):
+        super().__init__()
+        self.texts, self._buf = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("h1", "h2", "h3"):
+            self._buf = []
+
+    def handle_endtag(self, tag):
+        if tag in ("h1", "h2", "h3") and self._buf is not None:
+            self.texts.append(" ".join("".join(self._buf).split()))
+            self._buf = None
+
+    def handle_data(self, data):
+        if self._buf is not None:
+            self._buf.append(data)
+
+
+def _print_pages(chromium, page_html: str, tmp_path, name):
+    """The page printed by headless Chromium, as the text of each PDF page (pdftotext -layout)."""
+    pdftotext = shutil.which("pdftotext")
+    if not pdftotext:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have poppler-utils (pdftotext)")
+        pytest.skip("no pdftotext: apt-get install poppler-utils")
+    src, pdf = tmp_path / f"{name}.html", tmp_path / f"{name}.pdf"
+    src.write_text(page_html, encoding="utf-8")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+                    "--user-data-dir=" + str(tmp_path / "profile"), f"--print-to-pdf={pdf}", src.as_uri()],
+                   capture_output=True, timeout=90)
+    assert pdf.exists() and pdf.stat().st_size > 1000, f"chromium printed nothing for {name}"
+    text = subprocess.run([pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True, timeout=60).stdout
+    return text.split("\f")[:-1] if text.endswith("\f") else text.split("\f")
+
+
+def _long_result(extra: int):
+    # the eps result with `extra` more passing checks with long titles, and a long print: the page
+    # breaks fall somewhere else for each size
+    r = _eps_result()
+    long_en = "A check with a deliberately long title that needs most of the table's width to show"
+    long_zh = "一个标题特意写得很长的检查项，用来占满表格的大部分宽度并测试换行"
+    r.checks = r.checks + [ScoredCheck(CheckOutcome(f"extra.check{i}", True, "ok"), _title(long_en, long_zh), 2, 2,
+                                       "visible", False) for i in range(extra)]
+    r.student_output = "".join(f"line {i} printed by the student\n" for i in range(extra * 3))
+    r.maximum = {"points": 65 + 2 * extra, "rubric_points": 85 + 2 * extra,
+                 "left_out": [{"check": "device.cuda", "points": 5, "kind": "machine", "reason": "no CUDA device here"},
+                              {"check": "training.trains", "points": 15, "kind": "no_train",
+                               "reason": "training stage not run (--no-train)"}]}
+    return r
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_printed_no_page_ends_with_a_heading_and_status_cells_do_not_wrap(tmp_path, lang):
+    chromium = _chromium()
+    T = {k: v[lang] for k, v in TEXT.items()}
+    for extra in (0, 9, 21):
+        r = _long_result(extra)
+        page = report.render(r, lang, now=NOW)
+        parser = _Headings()
+        parser.feed(page)
+        headings = [h for h in parser.texts if len(h) > 2]
+        pages = _print_pages(chromium, page, tmp_path, f"{lang}{extra}")
+        assert len(pages) >= 2, "the report is expected to span pages here"
+        for i, text in enumerate(pages[:-1], 1):
+            lines = [" ".join(ln.split()) for ln in text.splitlines() if ln.strip()]
+            assert lines, f"page {i} is empty ({lang}, {extra} extra checks)"
+            # a heading wrapped over two lines ends the page with its first part: a prefix counts too
+            last = lines[-1]
+            assert not any(h == last or (len(last) > 3 and h.startswith(last)) for h in headings), \
+                f"page {i} ends with the heading {last!r} ({lang}, {extra} extra checks)"
+        whole = "\n".join(pages)
+        graded = [s for s in r.checks if not s.advisory]
+        # each status cell prints on one line: mark and word together, never the word alone on a line
+        assert whole.count(f"✓ {T['passed']}") == sum(1 for s in graded if s.passed)
+        assert whole.count(f"✗ {T['failed']}") == sum(1 for s in graded if not s.passed)
+        alone = [ln for ln in whole.splitlines() if ln.strip() in (T["passed"], T["failed"], "✓", "✗")]
+        assert not alone, alone

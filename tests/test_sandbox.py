@@ -223,3 +223,13 @@ def test_without_the_engine_a_self_check_runs_unconfined_and_class_grading_refus
              no_engine, tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "gradebook.csv").exists()
+
+
+def test_modules_the_zygote_never_imported_still_import(tmp_path, grade):
+    # as root, bubblewrap makes the parents of its mount points 0700: a module the zygote had
+    # not imported before dropping to its uid would be "not found" inside (numpy, a stdlib module)
+    sub = write(tmp_path, "imports.py", "import colorsys\nimport wave\n" + _template(
+        "import fractions, decimal, statistics\n"
+        "        assert colorsys.rgb_to_hsv(1, 0, 0) == (0.0, 1.0, 1) and statistics.mean([1, 3]) == 2"))
+    r = grade(sub)
+    assert r.status.value == "graded" and r.score == r.max_score, r.reason

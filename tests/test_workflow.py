@@ -74,7 +74,9 @@ def test_pinned_install_and_a_cache_saved_whatever_the_outcome():
     import grader
     assert version == grader.__version__  # the template pins the release it ships with
     assert all("==" in spec for spec in wf["env"]["TORCH_SPEC"].split())
-    install = next(s for s in steps if "bn-grader==" in s.get("run", ""))
+    # the student edition: the full grader ships the reference solution
+    install = next(s for s in steps if "pip install" in s.get("run", "") and "bn-grader" in s["run"])
+    assert '"bn-grader-student==${BN_GRADER_VERSION}"' in install["run"] and "bn-grader==" not in install["run"]
     assert "download.pytorch.org/whl/cpu" in install["run"] and "bubblewrap" in install["run"]
     names = [s.get("uses", "").split("@")[0] for s in steps]
     restore, save = names.index("actions/cache/restore"), names.index("actions/cache/save")
@@ -88,6 +90,43 @@ def test_pinned_install_and_a_cache_saved_whatever_the_outcome():
     assert wf["jobs"]["autograding"]["name"] == "Autograding Tests"
     reporter = steps[names.index("classroom-resources/autograding-grading-reporter")]
     assert reporter["with"]["runners"] == "points" and "POINTS_RESULTS" in reporter["env"]
+
+
+def _grade_step(tmp_path, pack_file):
+    """Runs the workflow's grade step with bash in a copy of the template, bn-grade replaced by a
+    recorder of its arguments; returns them."""
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    step = next(s for s in wf["jobs"]["autograding"]["steps"] if s.get("id") == "grade")
+    work, fake = tmp_path / "repo", tmp_path / "bin"
+    work.mkdir(parents=True)
+    fake.mkdir(parents=True)
+    shutil.copyfile(ROOT / "student_template" / "batchnorm.py", work / "batchnorm.py")
+    shutil.copyfile(pack_file, work / wf["env"]["BN_GRADE_PACK"])
+    (fake / "bn-grade").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n')
+    (fake / "bn-grade").chmod(0o755)
+    env = {**os.environ, **{k: str(v) for k, v in wf["env"].items()}, "ARGS_FILE": str(tmp_path / "args"),
+           "PATH": f"{fake}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return (tmp_path / "args").read_text().splitlines()
+
+
+def test_the_grade_step_uses_the_pack_and_trains_only_when_it_holds_baselines(tmp_path):
+    from grader import pack
+    template_pack = ROOT / "student_template" / "batchnorm.bnpack"
+    args = _grade_step(tmp_path / "a", template_pack)
+    assert args[:3] == ["batchnorm.py", "--pack", "batchnorm.bnpack"]
+    shipped = pack.read(template_pack)
+    # the template's pack was made with --no-train: the step must not ask for the training stage
+    assert ("--no-train" in args) == (not shipped.baselines)
+    assert "--out" in args and "--junit" in args
+    # a pack remade with baselines turns training on with no edit to the workflow
+    shipped.baselines = {"cpu": {"key": "k", "config": {}, "runs": {}}}
+    with_baselines = pack.write(shipped, tmp_path / "with_baselines.bnpack")
+    assert with_baselines.baselines
+    args = _grade_step(tmp_path / "b", tmp_path / "with_baselines.bnpack")
+    assert "--no-train" not in args and args[:3] == ["batchnorm.py", "--pack", "batchnorm.bnpack"]
 
 
 def test_summary_annotations_and_classroom_points(tmp_path, monkeypatch, capsys):
@@ -125,3 +164,28 @@ def test_a_load_error_is_annotated_at_its_line(tmp_path, capsys):
     github.main([str(out / "results.json"), "--file", "batchnorm.py"])
     errors = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("::error ")]
     assert errors and "line=21" in errors[0] and "SyntaxError" in errors[0]
+
+
+CI = ROOT / ".github" / "workflows" / "ci.yml"
+
+
+def test_the_projects_ci_runs_the_readme_commands_on_three_systems(tmp_path):
+    lint = _actionlint(tmp_path)
+    assert lint(CI) == []
+    wf = yaml.safe_load(CI.read_text())
+    job = wf["jobs"]["test"]
+    assert sorted(job["strategy"]["matrix"]["os"]) == ["macos-latest", "ubuntu-latest", "windows-latest"]
+    runs = [s.get("run", "") for s in job["steps"]]
+    # the README's quickstart: its first bash block, two commands, each a step here
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.strip() for line in block.strip().splitlines()]
+    assert len(commands) == 2
+    for command in commands:
+        assert any(r.strip() == command for r in runs), command
+    # students' laptops take the spawned worker; the sandbox stays Linux's
+    assert "spawned" in job["env"]["BN_GRADE_SANDBOX"] and "ubuntu-latest" in job["env"]["BN_GRADE_SANDBOX"]
+    assert "download.pytorch.org/whl/cpu" in CI.read_text()
+    broken = tmp_path / "ci.yml"
+    broken.write_text(CI.read_text().replace("runner.os != 'Linux'", "runner.oss != 'Linux'"))
+    assert lint(broken)

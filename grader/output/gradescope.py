@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 from grader.output.files import write_atomic
 from grader.output.i18n import TEXT, reason, skipped
-from grader.output.text import check_text
+from grader.output.text import check_text, maximum_text
 from grader.results import GradeResult
 
 
@@ -52,6 +52,8 @@ def to_gradescope(r: GradeResult, lang: str = "en") -> dict:
     lines = [f"{T['score']} {summary_line(r)} ({T[r.status.value]})"]
     # first, where whoever opens the result sees it at once
     lines += review_lines(r, lang)
+    if r.maximum:
+        lines.append(maximum_text(r.maximum, lang))
     if r.reason:
         lines.append(reason(r.status.value, r.reason, lang))
     lines += [f"{T['note']}: {n}" for n in r.notes]
@@ -75,6 +77,9 @@ def to_gradescope(r: GradeResult, lang: str = "en") -> dict:
                    for s in r.checks},
         "hidden_details": hidden, "student_output": r.student_output,
     }
+    if r.maximum:
+        # how max_score follows from the rubric (grader/scoring.py), and the sentence every output says
+        extra["maximum"] = {**r.maximum, "statement": {k: maximum_text(r.maximum, k) for k in ("en", "zh")}}
     if r.training is not None:
         extra["training"] = r.training
     return {"score": r.score, "execution_time": r.seconds, "output": "\n".join(lines), "tests": tests,

@@ -2,6 +2,7 @@
 Check titles live in the rubric and diagnoses in checks/mistakes.py, both in the two languages."""
 import locale
 import os
+import re
 
 TEXT = {
     "report": {"en": "BatchNorm homework report", "zh": "BatchNorm 作业评分报告"},
@@ -140,6 +141,18 @@ TEXT = {
     "why_error": {"en": "", "zh": "无法加载或运行你的代码。原始错误信息（英文）："},
     "why_timeout": {"en": "", "zh": "加载你的代码超时。原始信息（英文）："},
     "why_memory": {"en": "", "zh": "加载你的代码时内存超限。原始信息（英文）："},
+    # the maximum, stated the same way everywhere (output/text.py maximum_text(); rule in scoring.py)
+    "max_all": {"en": "Maximum {points} points: every graded check of the rubric.",
+                "zh": "满分 {points} 分：评分标准中的全部计分检查。"},
+    "max_less": {"en": "Maximum {points} points: the rubric's {rubric}, less {less} for checks not run here ({what}).",
+                 "zh": "满分 {points} 分：评分标准共 {rubric} 分，减去本次未运行的检查 {less} 分（{what}）。"},
+    "max_same": {"en": "The same for every submission graded this way; code that does not load scores 0 of it.",
+                 "zh": "以同样方式评分的每份提交满分相同；无法加载的代码得 0 分。"},
+    "max_kind_no_train": {"en": "training stage {points}: --no-train", "zh": "训练阶段 {points} 分：--no-train"},
+    "max_kind_machine": {"en": "{check} {points}: this machine cannot run it",
+                         "zh": "{check} {points} 分：本机无法运行"},
+    "max_kind_pack": {"en": "{check} {points}: not in the check pack", "zh": "{check} {points} 分：检查包中没有"},
+    "max_kind_None": {"en": "{check} {points}", "zh": "{check} {points} 分"},
     # the class summary (gradebook.py, summary.html.j2)
     "summary_title": {"en": "BatchNorm homework — class summary", "zh": "BatchNorm 作业 — 全班汇总"},
     "n_students": {"en": "{n} students · {graded} loaded · mean {mean}", "zh": "{n} 名学生 · {graded} 份可加载 · 平均 {mean}"},
@@ -182,9 +195,33 @@ SKIPPED = {
 }
 
 
+# "cannot be checked with this pack: DETAIL" (checks/runner.py), DETAIL from checks/oracle.py's
+# PackOracle; a detail not matched here is kept in English after the translated lead
+PACK_LEAD = "cannot be checked with this pack: "
+PACK_DETAILS = (
+    (re.compile(r"this pack \((?P<pack>.*)\) holds no expected values for (?P<label>.*) \((?P<op>[^()]*)\)$"),
+     "检查包（{pack}）中没有 {label}（{op}）的期望值"),
+    (re.compile(r"the inputs of (?P<label>.*) differ from the pack's: the pack was made with torch (?P<made>\S+), "
+                r"this is torch (?P<here>\S+), or for another seed$"),
+     "{label} 的输入与检查包中的不同：检查包由 torch {made} 生成，这里是 torch {here}，或者检查包对应另一个随机种子"),
+)
+PACK_ZH = "无法用此检查包检查（不计入得分和满分；请向课程索取与评分器版本匹配的检查包）："
+
+
+def _pack_reason(detail: str) -> str:
+    for pattern, zh in PACK_DETAILS:
+        m = pattern.match(detail)
+        if m:
+            parts = {k: v.replace(", seed ", "，随机种子 ") for k, v in m.groupdict().items()}
+            return PACK_ZH + zh.format(**parts)
+    return PACK_ZH + detail
+
+
 def skipped(reason: str, lang: str) -> str:
     if lang != "zh":
         return reason
+    if reason.startswith(PACK_LEAD):
+        return _pack_reason(reason[len(PACK_LEAD):])
     from grader.checks import runner  # the declarations; imported late: the writers stay light
     return {**SKIPPED, **runner.reason_translations()}.get(reason, reason)
 

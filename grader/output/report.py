@@ -20,6 +20,7 @@ from markupsafe import Markup
 from grader.output import charts, i18n
 from grader.output.files import write_atomic
 from grader.output.i18n import TEXT, skipped
+from grader.output.text import maximum_text
 from grader.results import GradeResult
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -151,7 +152,8 @@ def render(r: GradeResult, lang: str = "en", now: datetime.datetime | None = Non
         percent=percent, fmt=_fmt, detail=lambda s: _detail(s, lang, env), training=_training(r, lang),
         graded_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"), skipped=skipped, review_boxes=_review_boxes(r, T),
         mistakes=cards, other=other, reason=i18n.reason(r.status.value, r.reason, lang),
-        rubric_name=r.facts.rubric_name or os.path.basename(r.facts.rubric_path))
+        rubric_name=r.facts.rubric_name or os.path.basename(r.facts.rubric_path),
+        maximum=maximum_text(r.maximum, lang))
 
 
 def _review_boxes(r: GradeResult, T):

@@ -1,11 +1,90 @@
-"""The terminal table: checks, points, hints and the total, in the chosen language (parent
-process). Colour only on a tty."""
+"""The terminal table: checks, points, hints and the total, in the chosen language, and the
+console it is written to (parent process). Colour only on a terminal that shows it; a console
+whose code page lacks a character (Windows' cp936 has no ✓, for one) gets a readable stand-in,
+never a UnicodeEncodeError."""
+import codecs
 import os
 import sys
+import unicodedata
 
 from grader.output.i18n import reason as reason_text, skipped, t as word
-from grader.output.text import check_text
+from grader.output.text import check_text, maximum_text
 from grader.results import GradeResult
+
+
+# stand-ins for the symbols the tables and hints use, where the console's code page has none
+READABLE = {"✓": "v", "✗": "x", "✔": "v", "✘": "x", "−": "-", "–": "-", "—": "-", "·": "*", "≤": "<=", "≥": ">=",
+            "≈": "~", "Δ": "d", "…": "...", "→": "->", "←": "<-", "×": "x", "√": "sqrt", "²": "^2", "₁": "1",
+            "‘": "'", "’": "'", "“": '"', "”": '"', "ε": "eps", "γ": "gamma", "β": "beta", "μ": "mu", "σ": "sigma"}
+ERRORS = "bn_grade_readable"
+
+
+def _readable(err):
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    out = []
+    for ch in err.object[err.start:err.end]:
+        stand_in = READABLE.get(ch)
+        if stand_in is None:
+            # letters with accents lose them; anything else becomes '?'
+            stand_in = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode() or "?"
+        try:
+            stand_in.encode(err.encoding)
+        except (UnicodeEncodeError, LookupError):
+            stand_in = "?"
+        out.append(stand_in)
+    return "".join(out), err.end
+
+
+codecs.register_error(ERRORS, _readable)
+
+
+def prepare_stream(stream):
+    """Make stream safe for the grader's text: unchanged when it encodes all of Unicode,
+    otherwise characters its encoding lacks are written as readable stand-ins. Chinese stays
+    Chinese on a cp936 console."""
+    encoding = getattr(stream, "encoding", None)
+    try:
+        name = codecs.lookup(encoding).name if encoding else ""
+    except LookupError:
+        name = ""
+    if name in ("utf-8", "utf-16", "utf-32", "utf-8-sig") or not hasattr(stream, "reconfigure"):
+        return stream
+    try:
+        stream.reconfigure(errors=ERRORS)
+    except (ValueError, OSError):  # a closed or detached stream: leave it as it is
+        pass
+    return stream
+
+
+def supports_colour(stream=None) -> bool:
+    stream = stream or sys.stdout
+    if "NO_COLOR" in os.environ or not getattr(stream, "isatty", lambda: False)():
+        return False
+    if os.name == "nt":
+        return _windows_vt(stream)
+    return os.environ.get("TERM") != "dumb"
+
+
+def _windows_vt(stream) -> bool:
+    # Windows 10 and later draw ANSI colours once the console is asked to; an older console
+    # (or one that refuses) gets plain text rather than escape codes
+    try:
+        import ctypes
+        import msvcrt
+        k32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = msvcrt.get_osfhandle(stream.fileno())
+        mode = ctypes.c_uint32()
+        if not k32.GetConsoleMode(ctypes.c_void_p(handle), ctypes.byref(mode)):
+            return False
+        return bool(k32.SetConsoleMode(ctypes.c_void_p(handle), mode.value | 0x0004))  # VIRTUAL_TERMINAL_PROCESSING
+    except (ImportError, OSError, AttributeError, ValueError):
+        return False
+
+
+UNCONFINED = {"en": "note: this run was unconfined ({engine}): your code ran as you, with your files and the "
+                    "network; meant for checking your own code only",
+              "zh": "注意：本次运行未加沙箱（{engine}）：你的代码以你本人的身份运行，可访问你的文件和网络；仅用于检查你自己的代码"}
 
 
 def _colour(enabled):
@@ -16,9 +95,11 @@ def _colour(enabled):
 
 def render(r: GradeResult, lang: str = "en", colour: bool | None = None, show_output: bool = True) -> str:
     if colour is None:
-        colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        colour = supports_colour(sys.stdout)
     c = _colour(colour)
     out = [c("1", f"{word('grader_head', lang)} — {os.path.basename(r.submission)}")]
+    if r.sandbox and r.sandbox.get("confined") is False:
+        out.append(c("33", UNCONFINED.get(lang, UNCONFINED["en"]).format(engine=r.sandbox.get("engine", "none"))))
     if r.reason:
         out.append(c("31", f"{word(r.status.value, lang)}: ") + reason_text(r.status.value, r.reason, lang))
     out.extend(c("2", f"{word('note_lc', lang)}: {n}") for n in r.notes)
@@ -57,6 +138,8 @@ def render(r: GradeResult, lang: str = "en", colour: bool | None = None, show_ou
     facts = word("term_facts", lang).format(seconds=r.seconds, seed=r.facts.seed, torch=r.facts.torch_version,
                                             device=r.facts.device, rubric=r.facts.rubric_hash[:12])
     out.append(c("1", f"{word('total', lang)}: {r.score:g} / {r.max_score:g}") + f"   ({facts})")
+    if r.maximum:
+        out.append(c("2", maximum_text(r.maximum, lang)))
     if show_output and r.student_output.strip():
         lines = r.student_output.rstrip().splitlines()
         out.append(c("2", word("term_printed", lang).format(n=len(lines))))

@@ -1,10 +1,12 @@
-"""The trust boundary.
+"""The trust boundary: the only way student code runs (grader side here; inside/ in the sandbox).
 
-zygote.py  parent side: forks a clean "zygote" right after `import torch`, before the parent
-           loads the reference or computes anything; the zygote forks one worker per
-           submission, so a worker never pays the torch import and never sees the answer.
-child.py   worker side: loads the student's file and answers requests. The only module that
-           ever runs student code.
-wire.py    both sides: length-prefixed messages of plain tensors and primitives
-           (torch.save / torch.load(weights_only=True); never a general pickle).
+engine.py   bubblewrap: the sandbox's command line, what exists inside it (grader process)
+zygote.py   the grader's side: starts one warm zygote in the sandbox, hands out sessions (one
+            worker per submission), deadlines both ways, what the results record (grader process)
+spawned.py  a fresh interpreter per worker, no fork and no namespaces: Windows, macOS, and
+            Linux by choice; unconfined, and said so (grader process)
+inside/     runs in the sandbox: zygote.py (forks workers), worker.py (namespaces, limits, the
+            only code that runs student code), handlers.py (requests), placeholders.py
+            (missing packages), spawned.py (the spawned worker's entry), wire.py (messages:
+            a JSON header and raw tensor bytes, never a pickle; also used by the grader)
 """

@@ -18,7 +18,6 @@ a student checking their own file, or when the instructor says --unconfined (cli
 """
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import os
 import shutil
@@ -138,6 +137,7 @@ def _site_roots(dirs):
 
 def claim_uid():
     """(uid, lock fd): a uid no other grader on this machine holds."""
+    import fcntl  # POSIX only, and only bubblewrap as root needs it: never imported on Windows
     os.makedirs(UID_LOCKS, mode=0o700, exist_ok=True)
     for uid in range(UID_BASE, UID_BASE + 4096):
         fd = os.open(os.path.join(UID_LOCKS, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -160,6 +160,19 @@ def _zygote_cmd(ctrl_fd: int, isolate: bool, uid: int | None, runtime: str) -> l
 def _env(threads_hint: int = 1) -> dict:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
             "OMP_WAIT_POLICY": "PASSIVE", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _parents(dest: str, made: set) -> list:
+    # bubblewrap run as root makes the missing parents of a mount point mode 0700, which the
+    # sandbox's unprivileged uid cannot pass through (a module not yet imported would then be
+    # "not found"): make them 0755 first
+    out, path = [], ""
+    for part in dest.strip("/").split("/")[:-1]:
+        path += "/" + part
+        if path not in made:
+            made.add(path)
+            out += ["--perms", "0755", "--dir", path]
+    return out
 
 
 def bubblewrap(ctrl_fd: int, cuda: bool) -> Launch:
@@ -190,10 +203,11 @@ def bubblewrap(ctrl_fd: int, cuda: bool) -> Launch:
     for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf"):
         argv += ["--ro-bind-try", f, f]
     argv += ["--ro-bind-try", "/etc/ld.so.conf.d", "/etc/ld.so.conf.d"]
+    made = {"/", "/tmp", "/usr"}
     for d in dirs:
         if d == "/usr" or d.startswith("/usr/"):
             continue
-        argv += ["--ro-bind", d, d]
+        argv += _parents(d, made) + ["--ro-bind", d, d]
     folders, files = _hidden(_site_roots(dirs) + dirs)
     for d in folders:
         argv += ["--tmpfs", d, "--remount-ro", d]
@@ -205,6 +219,7 @@ def bubblewrap(ctrl_fd: int, cuda: bool) -> Launch:
             if name.startswith("nvidia"):
                 argv += ["--dev-bind", "/dev/" + name, "/dev/" + name]
         argv += ["--ro-bind-try", "/sys", "/sys"]
+    argv += _parents(f"{RUNTIME}/bn_inside", made)
     argv += ["--ro-bind", INSIDE, f"{RUNTIME}/bn_inside", "--ro-bind", LENET, f"{RUNTIME}/bn_lenet.py",
              "--remount-ro", "/tmp", "--remount-ro", "/", "--chdir", "/tmp", "--"]
     argv += _zygote_cmd(ctrl_fd, True, uid, RUNTIME)

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -54,6 +55,12 @@ def _mode() -> str:
     return os.environ.get("BN_GRADE_SANDBOX", "auto")
 
 
+def forks() -> bool:
+    """Whether the forked zygote can run here at all (Linux: memfd, fd passing, prctl, /proc);
+    elsewhere every unconfined mode is a spawned worker (spawned.py)."""
+    return sys.platform.startswith("linux")
+
+
 def _cuda_devices() -> bool:
     return os.environ.get("CUDA_VISIBLE_DEVICES", None) != "" and os.path.exists("/dev/nvidiactl")
 
@@ -67,7 +74,8 @@ class Zygote:
         self._lock = threading.Lock()  # batch grading spawns from several threads
         self.mode = mode or _mode()
         if self.mode not in ("auto", "bubblewrap", "unconfined"):
-            raise engine.EngineUnavailable(f"unknown sandbox mode {self.mode!r} (auto, bubblewrap, unconfined)")
+            raise engine.EngineUnavailable(f"unknown sandbox mode {self.mode!r} (auto, bubblewrap, unconfined, "
+                                           "spawned)")
         self.why_unconfined = ""
         if self.mode == "auto":
             self.why_unconfined = engine.probe()
@@ -182,12 +190,7 @@ class Zygote:
 
     def spawn(self, submission_path, limits, threads=1, filename=None, source=None):
         """A new worker that has loaded the submission (Session.loaded says how that went)."""
-        if source is None:
-            with open(submission_path, "rb") as f:
-                raw = f.read(MAX_SOURCE + 1)
-            if len(raw) > MAX_SOURCE:
-                raise SandboxError("died", f"the submission is larger than {MAX_SOURCE // 1000} kB")
-            source = raw.decode("utf-8", "replace")
+        source = read_source(submission_path, source)
         filename = filename or os.path.basename(str(submission_path))
         import torch  # the grader's own import, by now done or well under way
         cuda = _cuda_devices() and torch.cuda.is_available()
@@ -234,6 +237,16 @@ class Zygote:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def read_source(submission_path, source=None) -> str:
+    if source is not None:
+        return source
+    with open(submission_path, "rb") as f:
+        raw = f.read(MAX_SOURCE + 1)
+    if len(raw) > MAX_SOURCE:
+        raise SandboxError("died", f"the submission is larger than {MAX_SOURCE // 1000} kB")
+    return raw.decode("utf-8", "replace")
+
+
 # the fields a worker's reply may carry that the grader reads everywhere, and their types
 _REPLY_TYPES = {"ok": bool, "error": str, "traceback": str, "exception": str, "event": str, "memory": bool}
 
@@ -254,7 +267,7 @@ class Session:
     def __init__(self, zygote, wid, sock, capture, limits, filename, source, ok=True):
         from grader.sandbox.inside import wire
         self._wire = wire
-        self.zygote, self.id, self.sock, self.fd = zygote, wid, sock, sock.fileno()
+        self.zygote, self.id, self.sock, self.fd = zygote, wid, sock, self._channel(sock)
         self.capture, self.limits = capture, limits
         self.started = time.monotonic()
         self.exit: Exit | None = None
@@ -272,6 +285,9 @@ class Session:
             raise
         self.loaded.pop("sandbox", None)
         self.loaded["sandbox"] = zygote.facts()
+
+    def _channel(self, sock):
+        return sock.fileno()
 
     def _deadline(self, seconds):
         return min(time.monotonic() + seconds, self.started + self.limits.total_seconds)
@@ -355,10 +371,22 @@ class Session:
 _shared = None
 
 
-def shared(mode: str | None = None) -> Zygote:
+def start(mode: str | None = None):
+    """A Zygote, or for mode 'spawned' (and for every mode but bubblewrap where no zygote can
+    fork) a spawned.Spawner with the same spawn/facts/close."""
+    mode = mode or _mode()
+    if mode == "spawned" or (not forks() and mode in ("auto", "unconfined")):
+        from grader.sandbox import spawned
+        why = {"spawned": "asked for (BN_GRADE_SANDBOX=spawned)", "unconfined": "asked for (--unconfined)"}.get(
+            mode, f"no sandbox engine on {sys.platform}")
+        return spawned.Spawner(why)
+    return Zygote(mode)
+
+
+def shared(mode: str | None = None):
     """The process's zygote, started on first use: start it early, its torch import runs
     alongside the grader's."""
     global _shared
     if _shared is None:
-        _shared = Zygote(mode)
+        _shared = start(mode)
     return _shared

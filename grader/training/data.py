@@ -9,12 +9,15 @@ Decoded images are cached as uint8 tensors in CACHE/cifar10-<key>.pt, where the 
 hash of the source: the pickled batches' bytes; for an image folder every file's name, each
 class folder's mtime and the size and mtime of every 50th file (hashing, or even stat-ing,
 60,000 files would cost more than the cache saves). Delete the cache file to force a decode.
-A cached start takes ~0.2 s; decoding the JPEG copy takes ~10 s once.
+A cached start takes ~0.2 s; decoding the JPEG copy takes ~10 s once. Decoding holds the
+cache's lock (CACHE/.lock), so the tasks of a job array never write one entry together.
+`bn-grade --prepare` leaves CACHE/prepared.json: tasks given that cache never download.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import pickle
 import socket
 import tempfile
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from grader.output import files
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png")
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -47,15 +52,27 @@ class Dataset:
     cached: bool
 
 
+PREPARED = "prepared.json"  # written by `bn-grade --prepare` (cli.py) once data and baselines are in
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("BN_GRADE_DATA", "data"))
 
 
-def default_cache_dir() -> Path:
-    if os.environ.get("BN_GRADE_CACHE"):
-        return Path(os.environ["BN_GRADE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bn-grader"
+def default_cache_dir(platform: str | None = None, environ=None) -> Path:
+    """$BN_GRADE_CACHE, else the platform's cache folder: %LOCALAPPDATA%\\bn-grader\\Cache on
+    Windows, ~/Library/Caches/bn-grader on macOS, $XDG_CACHE_HOME or ~/.cache on Linux."""
+    env = os.environ if environ is None else environ
+    platform = platform or sys.platform
+    if env.get("BN_GRADE_CACHE"):
+        return Path(env["BN_GRADE_CACHE"])
+    home = env.get("USERPROFILE" if platform.startswith("win") else "HOME") or os.path.expanduser("~")
+    if platform.startswith("win"):
+        base = env.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
+        return Path(base) / "bn-grader" / "Cache"
+    if platform == "darwin":
+        return Path(home) / "Library" / "Caches" / "bn-grader"
+    return Path(env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")) / "bn-grader"
 
 
 def _is_image_folder(p: Path) -> bool:
@@ -246,6 +263,7 @@ def load(root: str | Path | None = None, cache_dir: str | Path | None = None, do
         _download(root)
         found = locate(root)
     kind, path = found
+    train_files = test_files = train_labels = test_labels = classes = None
     if kind == "image-folder":
         h = _source_digest(kind)
         train_files, train_labels, classes = _image_files(path / "train", h)
@@ -254,6 +272,14 @@ def load(root: str | Path | None = None, cache_dir: str | Path | None = None, do
     else:
         key = _batches_key(path)
     cache_file = cache_dir / f"cifar10-{key[:24]}.pt"
+    # the tasks of a job array share one cache: one decodes while the others wait, then read it
+    with files.locked(cache_dir):
+        return _load_or_decode(kind, path, key, cache_file, cache_dir, train_files, test_files, train_labels,
+                               test_labels, classes)
+
+
+def _load_or_decode(kind, path, key, cache_file, cache_dir, train_files, test_files, train_labels, test_labels,
+                    classes):
     if cache_file.exists():
         try:
             d = torch.load(cache_file, weights_only=True, mmap=True)
@@ -273,6 +299,7 @@ def load(root: str | Path | None = None, cache_dir: str | Path | None = None, do
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".cifar10-", suffix=".pt")
+        files.set_mode(fd)  # a shared cache: readable by the group as the umask says
         os.close(fd)
         torch.save(blob, tmp)
         os.replace(tmp, cache_file)

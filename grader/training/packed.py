@@ -68,5 +68,8 @@ class PackStage(Stage):
         return {name: Run(**{**{k: v for k, v in run.items() if k in fields}, "cached": True})
                 for name, run in self._base["runs"].items()}
 
+    def baselines_cached(self) -> bool:
+        return True  # they come with the pack
+
     def eval_norm(self, num_features, num_dims):
         return FrozenNorm(num_features, num_dims)

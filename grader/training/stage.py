@@ -13,12 +13,16 @@ import hashlib
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from grader.output import files
 from grader.results import CheckOutcome
 from grader.sandbox.zygote import SandboxError
 from grader.training import data as data_mod
@@ -46,20 +50,62 @@ class Run:
     val_accuracy: list = field(default_factory=list)
 
 
+def _mps() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
 def resolve_device(policy: str) -> str:
+    """'auto': CUDA, else Apple's GPU (MPS, a student's Mac), else the CPU."""
     if policy == "cpu":
         return "cpu"
     available = torch.cuda.is_available()
     if policy == "cuda" and not available:
         raise data_mod.DataError("training.device is 'cuda' in the rubric but no CUDA device is available")
-    return "cuda" if available else "cpu"
+    if available:
+        return "cuda"
+    return "mps" if _mps() else "cpu"
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+# torch's own default before anything changes it: the physical cores it found
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def cores(platform: str | None = None) -> int:
+    platform = platform or sys.platform
+    if platform.startswith("linux"):
+        # affinity capped by the cgroup CPU quota: a 1-CPU Slurm task or container gets 1 thread
+        from grader.batch import default_jobs
+        return default_jobs()
+    if platform == "darwin":
+        # an Apple laptop: its performance cores (efficiency cores slow a synchronised step down)
+        for key in ("hw.perflevel0.physicalcpu", "hw.physicalcpu"):
+            try:
+                n = int(subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=5).stdout)
+            except (OSError, ValueError, subprocess.SubprocessError):
+                continue
+            if n > 0:
+                return n
+    # Windows: physical cores as torch counts them (hyper-threads add little to a conv net)
+    return max(1, min(_TORCH_DEFAULT_THREADS, os.cpu_count() or 1))
+
+
+QUICK = {"epochs": 1, "max_train_images": 10_000}  # --quick: the stage in about a minute on a laptop
+
+
+def adjusted(cfg, epochs: int | None = None, quick: bool = False):
+    """The rubric's training configuration with the student's --epochs / --quick applied."""
+    if quick:
+        cfg = replace(cfg, **{k: (min(v, cfg.max_train_images) if k == "max_train_images" and cfg.max_train_images
+                                  else v) for k, v in QUICK.items()})
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs)
+    return cfg
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
 def _code_hash():
@@ -88,6 +134,8 @@ class Stage:
             self.init = lenet.LeNet5(activation=cfg.activation).weight_state()
         self._baselines = None
         self._split = None
+        self._announced = False
+        self.shortened = False  # --quick or --epochs changed the rubric's configuration (cli.py)
 
     # ------------------------------------------------------------------ facts
     def key(self) -> str:
@@ -136,11 +184,75 @@ class Stage:
             self.progress.done(f"{name:<13} test accuracy {acc:.2%} ({run.seconds:.0f} s)")
         return run
 
+    # ------------------------------------------------------------------ how long it will take
+    def step_seconds(self, steps: int = 3) -> float:
+        """One training step of LeNet-5 with the reference BN on this device, measured."""
+        if self.device == "cpu":
+            torch.set_num_threads(self.threads)
+        c = self.cfg
+        try:
+            ref = _ref()
+            norm = lambda ch, d: ref.BatchNorm2d(ch, d)  # noqa: E731
+        except ImportError:  # the student edition: the network without BN, a little faster
+            norm = None
+        model = lenet.LeNet5(norm=norm, activation=c.activation).to(self.device)
+        opt = lenet.make_optimizer(model, c.optimizer, c.lr, c.momentum, c.weight_decay)
+        x = torch.randn(c.batch_size, 3, 32, 32, device=self.device)
+        y = torch.randint(0, 10, (c.batch_size,), device=self.device)
+        times = []
+        for _ in range(steps + 1):  # the first pays for allocation and kernel selection
+            t0 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            float(loss.detach())  # waits for an asynchronous device
+            times.append(time.perf_counter() - t0)
+        return min(times[1:])
+
+    def estimate(self, cached: bool | None = None) -> dict:
+        """Seconds the stage will take: the runs still to train x epochs x steps, plus the
+        validation and test passes (a forward alone costs about a third of a step)."""
+        c = self.cfg
+        if cached is None:
+            cached = self.baselines_cached()
+        runs = 1 if cached else 3
+        step = self.step_seconds()
+        steps = math.ceil(len(self.train_idx) / c.batch_size)
+        evals = math.ceil(len(self.val_idx) / c.batch_size) * c.epochs + math.ceil(
+            len(self.data.test_labels) / c.batch_size)
+        seconds = runs * (c.epochs * steps * step + evals * step / 3)
+        return {"seconds": seconds, "runs": runs, "epochs": c.epochs, "steps": steps, "step_seconds": step}
+
+    def baselines_cached(self) -> bool:
+        return self._baselines is not None or (self.cache_dir / f"baselines-{self.key()[:24]}.json").exists()
+
+    def announce(self):
+        """Say before the stage starts how long it will take (on the progress stream)."""
+        if self.progress is None or not self.progress.enabled:
+            return
+        try:
+            e = self.estimate()
+        except (RuntimeError, ValueError) as err:  # an estimate is a courtesy, never a failure
+            self.progress.stream.write(f"training stage: no time estimate ({type(err).__name__})\n")
+            return
+        where = f"{self.device}, {self.threads} threads" if self.device == "cpu" else self.device
+        self.progress.stream.write(
+            f"training stage: {e['runs']} run(s) x {e['epochs']} epoch(s) x {e['steps']} steps on {where}: "
+            f"about {_clock(e['seconds'])}" + (" (shortened by --quick/--epochs: not the graded configuration)"
+                                              if self.shortened else "") + "\n")
+        self.progress.stream.flush()
+
     # ------------------------------------------------------------------ baselines
     def baselines(self) -> dict:
         """{'no_bn': Run, 'reference_bn': Run}, trained once per configuration and cached."""
         if self._baselines is not None:
             return self._baselines
+        # concurrent tasks sharing the cache: one trains, the others wait and read its result
+        with files.locked(self.cache_dir):
+            return self._load_or_train()
+
+    def _load_or_train(self) -> dict:
         path = self.cache_dir / f"baselines-{self.key()[:24]}.json"
         if path.exists():
             try:
@@ -154,6 +266,7 @@ class Stage:
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".baselines-", suffix=".json")
+            files.set_mode(fd)  # readable by whoever shares the cache, as the umask says
             with os.fdopen(fd, "w") as f:
                 json.dump({k: asdict(v) for k, v in runs.items()}, f)
             os.replace(tmp, path)
@@ -188,6 +301,9 @@ class Stage:
 
     def run_student(self, zygote, path, limits, source=None):
         """(outcomes, runs, flags, student_output)."""
+        if not self._announced:
+            self._announced = True
+            self.announce()
         base = self.baselines()
         c = self.cfg
         lim = replace(limits, call_seconds=c.time_limit_seconds,

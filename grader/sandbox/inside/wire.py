@@ -10,6 +10,10 @@ too, but its pure-Python unpickler cost ~4 ms a message, a quarter of a grading.
 The grader treats what comes back as hostile: sends and receives have deadlines (a worker that
 stops reading cannot hang the grader), sizes are capped before anything is read, and a tensor's
 declared shape and dtype must account for its payload exactly before it is built.
+
+A channel is a file descriptor (a Unix socket: the zygote's workers) or a socket object (a
+loopback socket: spawned workers, grader/sandbox/spawned.py; on Windows a socket is not a file
+descriptor, and select() waits only on sockets there).
 """
 import ctypes
 import json
@@ -121,8 +125,19 @@ def decode(head: bytes, payload: bytes) -> dict:
     return msg
 
 
-def send(fd: int, msg: dict, deadline: float | None = None) -> None:
+def _write(ch, data) -> int:
+    return os.write(ch, data) if isinstance(ch, int) else ch.send(data)
+
+
+def _read(ch, n: int) -> bytes:
+    return os.read(ch, n) if isinstance(ch, int) else ch.recv(n)
+
+
+def send(fd, msg: dict, deadline: float | None = None) -> None:
     view = memoryview(encode(msg))
+    if deadline is None and not isinstance(fd, int):
+        fd.sendall(view)
+        return
     while view:
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -130,15 +145,15 @@ def send(fd: int, msg: dict, deadline: float | None = None) -> None:
             if not ready:
                 raise ChannelTimeout()
             try:
-                n = os.write(fd, view[:1 << 16])  # at most what a writable socket surely takes
+                n = _write(fd, view[:1 << 16])  # at most what a writable socket surely takes
             except BlockingIOError:
                 continue
         else:
-            n = os.write(fd, view)
+            n = _write(fd, view)
         view = view[n:]
 
 
-def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+def _read_exact(fd, n: int, deadline: float | None) -> bytes:
     chunks, got = [], 0
     while got < n:
         if deadline is not None:
@@ -148,7 +163,12 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 raise ChannelTimeout()
-        chunk = os.read(fd, min(n - got, 1 << 20))
+        try:
+            chunk = _read(fd, min(n - got, 1 << 20))
+        except BlockingIOError:  # a non-blocking socket that select() called ready too early
+            continue
+        except ConnectionResetError:  # Windows reports a killed peer as a reset, not as EOF
+            raise ChannelClosed() from None
         if not chunk:
             raise ChannelClosed()
         chunks.append(chunk)
@@ -156,7 +176,7 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
     return b"".join(chunks)
 
 
-def recv(fd: int, deadline: float | None = None, max_bytes: int = 512 << 20) -> dict:
+def recv(fd, deadline: float | None = None, max_bytes: int = 512 << 20) -> dict:
     head_len, payload_len = HEADER.unpack(_read_exact(fd, HEADER.size, deadline))
     if head_len > (16 << 20) or payload_len > max_bytes:
         raise MessageTooLarge(head_len + payload_len)

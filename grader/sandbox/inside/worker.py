@@ -11,8 +11,14 @@ requests (handlers.py). It never sees the rubric or an expected value, and it co
 import ctypes
 import importlib.util
 import os
-import resource
 import signal
+
+try:
+    # imported here, while the zygote's filesystem is whole (a worker imports nothing new once
+    # it has confined itself); a spawned worker on Windows has no resource module and never sets rlimits
+    import resource
+except ImportError:
+    resource = None
 import sys
 import traceback
 
@@ -37,7 +43,20 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 WORKDIR = "/tmp/work"
 PROC_KEPT = ("cpuinfo", "meminfo", "stat")
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Libc:
+    # loaded on first use: only the namespace code calls the C library, and a spawned worker on
+    # Windows (inside/spawned.py) imports this module for serve() without having one by that name
+    _lib = None
+
+    def __getattr__(self, name):
+        if _Libc._lib is None:
+            _Libc._lib = ctypes.CDLL(None, use_errno=True)
+        return getattr(_Libc._lib, name)
+
+
+_libc = _Libc()
 
 
 def _err(what) -> str:
