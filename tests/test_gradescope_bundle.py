@@ -6,6 +6,7 @@ each time leaving a results.json.
 """
 import json
 import os
+import sys
 import shutil
 import stat
 import subprocess
@@ -28,6 +29,11 @@ def _env(root):
 
 @pytest.fixture(scope="module")
 def autograder():
+    if sys.prefix != sys.base_prefix and not os.environ.get("CI"):
+        # setup.sh builds its venv from `python3` with --system-site-packages, as in Gradescope's
+        # image; from inside a venv that sees the base Python's packages, without this venv's
+        # torch, and installing torch would need the network (CI runs it from the base Python)
+        pytest.skip("the suite runs in a venv: setup.sh's venv could not see its torch offline")
     # not under /tmp: the sandbox mounts a private /tmp over it (the venv would vanish inside)
     base = Path(tempfile.mkdtemp(prefix="bn-grade-ag-", dir=os.environ.get("BN_TEST_VENV_ROOT", "/var/tmp")))
     try:

@@ -8,6 +8,7 @@ so nothing is downloaded and the test takes seconds, not a 5 GB CUDA download.
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,11 @@ def install_venv(dest: Path, wheel: Path) -> Path:
     # venv just as well, and ensurepip would cost ~10 s
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True,
                    timeout=120)
+    if sys.prefix != sys.base_prefix:
+        # the suite itself runs in a venv (a student's laptop): --system-site-packages then shows
+        # the base Python's packages, not this venv's torch and pip; a .pth file shows those
+        (site_dir,) = (venv / "lib").glob("python*/site-packages")
+        (site_dir / "_suite_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], check=True,
                    env=_clean_env(), capture_output=True, timeout=300)
     return venv / "bin"
