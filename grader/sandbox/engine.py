@@ -49,7 +49,6 @@ class Launch:
     pass_fds: tuple
     engine: str  # what the results record, e.g. "bubblewrap 0.8.0"
     user: str
-    isolate: bool  # per-submission namespaces asked of the zygote
     uid_lock: int | None = None
     cleanup: list = field(default_factory=list)
 
@@ -102,24 +101,21 @@ def _python_dirs() -> list[str]:
     return [d for d in dirs if not any(d != o and d.startswith(o + os.sep) for o in dirs)]
 
 
-def _hidden(dirs: list[str]) -> tuple[list[str], list[str]]:
+def _hidden(site_roots: list[str]) -> tuple[list[str], list[str]]:
     """(folders, files) of our own distribution inside the mounted package folders: an
     installed grader carries reference/ and the rubrics, an editable install names the checkout."""
     folders, files = [], []
-    for top in dirs:
-        for root in {top, *(os.path.join(top, d) for d in ("site-packages", "dist-packages"))}:
-            if not os.path.isdir(root):
-                continue
-            try:
-                names = os.listdir(root)
-            except OSError:
-                continue
-            for name in names:
-                full = os.path.join(root, name)
-                if name in OWN_TOP_LEVEL or name.startswith(("bn_grader", "bn-grader")):
-                    (folders if os.path.isdir(full) else files).append(full)
-                elif name.startswith("__editable__") and "bn_grader" in name:
-                    files.append(full)
+    for root in site_roots:
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            full = os.path.join(root, name)
+            if name in OWN_TOP_LEVEL or name.startswith(("bn_grader", "bn-grader")):
+                (folders if os.path.isdir(full) else files).append(full)
+            elif name.startswith("__editable__") and "bn_grader" in name:
+                files.append(full)
     return folders, files
 
 
@@ -157,7 +153,7 @@ def _zygote_cmd(ctrl_fd: int, isolate: bool, uid: int | None, runtime: str) -> l
     return [sys.executable, "-I", "-B", "-c", code]
 
 
-def _env(threads_hint: int = 1) -> dict:
+def _env() -> dict:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
             "OMP_WAIT_POLICY": "PASSIVE", "PYTHONDONTWRITEBYTECODE": "1"}
 
@@ -208,7 +204,7 @@ def bubblewrap(ctrl_fd: int, cuda: bool) -> Launch:
         if d == "/usr" or d.startswith("/usr/"):
             continue
         argv += _parents(d, made) + ["--ro-bind", d, d]
-    folders, files = _hidden(_site_roots(dirs) + dirs)
+    folders, files = _hidden(_site_roots(dirs))
     for d in folders:
         argv += ["--tmpfs", d, "--remount-ro", d]
     for f in files:
@@ -225,7 +221,7 @@ def bubblewrap(ctrl_fd: int, cuda: bool) -> Launch:
     argv += _zygote_cmd(ctrl_fd, True, uid, RUNTIME)
     user = f"uid {uid} (claimed for this grader; root is left at the sandbox's door)" if root else \
         f"uid {os.getuid()} (the grader's own user, in a user namespace)"
-    return Launch(argv, (ctrl_fd,), version(path), user, True, lock)
+    return Launch(argv, (ctrl_fd,), version(path), user, lock)
 
 
 def unconfined(ctrl_fd: int) -> Launch:
@@ -234,7 +230,7 @@ def unconfined(ctrl_fd: int) -> Launch:
     os.symlink(INSIDE, os.path.join(runtime, "bn_inside"))
     os.symlink(LENET, os.path.join(runtime, "bn_lenet.py"))
     return Launch(_zygote_cmd(ctrl_fd, False, None, runtime), (ctrl_fd,), "none (unconfined)",
-                  f"uid {os.getuid()} (the grader's own user, unconfined)", False, None, [runtime])
+                  f"uid {os.getuid()} (the grader's own user, unconfined)", None, [runtime])
 
 
 def start(launch: Launch, env_extra: dict | None = None) -> subprocess.Popen:
