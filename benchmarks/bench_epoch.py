@@ -1,111 +1,205 @@
-"""One training epoch of LeNet-5 (reference BN) three ways, side by side, same model and data:
+"""The training stage's epoch against an honest peer, side by side in one run (issue 14):
 
-  conventional   torchvision ImageFolder read per sample (PIL decode, ToTensor, Normalize),
-                 batched by a DataLoader with worker processes
-  grader         reference/lenet.py's loop on the decoded uint8 cache, normalised per batch
-  bare           the same loop over float tensors already normalised in memory
+  peer       what people run: torchvision's CIFAR10 way, the decoded images in memory as a
+             (N, 32, 32, 3) uint8 array, per sample PIL image -> ToTensor -> Normalize, batched by a
+             DataLoader with 2 worker processes (shuffled), the course's LeNet-5 written with
+             torch's layers (nn.AvgPool2d, nn.Sigmoid) holding the student's BatchNorm2d,
+             torch.optim.SGD (lr 0.1, momentum 0.9), loss.item() per step; the training pass alone
+  student    the grader's student run, everything the stage does for it: spawn the sandboxed
+             worker, send it the data, train there (the same student file, the same network and
+             optimiser; per epoch the validation pass and the loss bookkeeping), get the trained
+             state back and measure validation loss and test accuracy in the parent
+             (Stage.run_student, wall clock, divided by the epochs)
+  no_bn, reference_bn   the baselines' runs as the stage trains them (Stage._train_here), one
+             after the other on all the job's cores
 
-    python benchmarks/bench_epoch.py [--data DIR] [--workers 2] [--limit N]
+    python benchmarks/bench_epoch.py [--data DIR] [--student FILE] [--limit N] [--repeat R]
 
-Goals (issue 3): grader <= 0.5x conventional, grader <= 1.1x bare. Needs an image-folder copy
-of CIFAR-10 (see ../shared/data/README.md); --limit trains on the first N images of a shuffle.
+Each repeat measures all of them one after the other (interleaved, so load on the machine hits
+all alike); the ratio lines take the medians. Goals: student / peer <= 0.5, reference_bn / no_bn
+<= 1.2. Needs CIFAR-10 (an image folder or torchvision's batches; decoded into --cache once);
+--limit trains on N images of the training split (the validation and test sets stay whole).
 """
 import argparse
+import dataclasses
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
 
+# as the grader's sandboxed workers run, and the peer too (a spinning OpenMP wait costs a loaded
+# 2-core machine more than it saves)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from grader.sandbox import zygote  # noqa: E402
+
+# forked before torch's threads exist, as the grader does; the peer's child needs none
+Z = None if "--peer-run" in sys.argv else zygote.shared()
+
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
+from grader import rubric as R  # noqa: E402
+from grader.grading import known_checks  # noqa: E402
 from grader.training import data  # noqa: E402
-from reference import lenet  # noqa: E402
-from reference.batchnorm import BatchNorm2d  # noqa: E402
+from grader.training import stage as S  # noqa: E402
+
+try:
+    from grader.training import lenet  # noqa: E402
+except ImportError:  # an older tree (before the harness moved), for a before/after table
+    from reference import lenet  # noqa: E402
 
 
-def model_and_opt(seed=0):
-    torch.manual_seed(seed)
-    m = lenet.LeNet5(norm=lambda c, d: BatchNorm2d(c, d))
-    return m, lenet.make_optimizer(m, "sgd", 0.1, 0.9, 0.0)
+def load_student(path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_student", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.BatchNorm2d
 
 
-def step(m, opt, x, y):
-    loss = F.cross_entropy(m(x), y)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
+class CifarInMemory(torch.utils.data.Dataset):
+    """torchvision.datasets.CIFAR10's __getitem__: an HWC uint8 array in memory, a PIL image per
+    sample, then the transform."""
+
+    def __init__(self, images_nchw, labels, transform):
+        self.data = images_nchw.permute(0, 2, 3, 1).contiguous().numpy()  # (N, 32, 32, 3) as torchvision keeps it
+        self.targets = labels.tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
 
 
-def conventional(folder, batch_size, workers, limit):
-    from torchvision import datasets, transforms
+def peer_model(bn):
+    # the course's LeNet-5 (d2l's, with BN) as people write it
+    return nn.Sequential(
+        nn.Conv2d(3, 6, kernel_size=5), bn(6, 4), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), bn(16, 4), nn.Sigmoid(), nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(), nn.Linear(16 * 5 * 5, 120), bn(120, 2), nn.Sigmoid(),
+        nn.Linear(120, 84), bn(84, 2), nn.Sigmoid(), nn.Linear(84, 10))
+
+
+def peer_epoch(argv):
+    # in a fresh interpreter, as people run it: nothing the grader tunes in its own process
+    # (lenet.steady_malloc) carries over to the peer
+    import subprocess
+    got = subprocess.run([sys.executable, __file__, "--peer-run", *argv], capture_output=True, text=True)
+    if got.returncode:
+        sys.exit(f"the peer run failed:\n{got.stderr[-3000:]}")
+    return float(got.stdout.split()[-1])
+
+
+def peer_run(ds, bn, batch_size, workers, threads):
+    from torchvision import transforms
+    torch.set_num_threads(threads)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(lenet.MEAN, lenet.STD)])
-    ds = datasets.ImageFolder(str(folder / "train"), transform=tf)
-    if limit:
-        ds = torch.utils.data.Subset(ds, torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:limit])
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                     persistent_workers=False)
-    m, opt = model_and_opt()
-    m.train()
+    loader = torch.utils.data.DataLoader(CifarInMemory(ds[0], ds[1], tf), batch_size=batch_size, shuffle=True,
+                                         num_workers=workers)
+    torch.manual_seed(0)
+    model = peer_model(bn)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
     t = time.perf_counter()
-    for x, y in dl:
-        step(m, opt, x, y)
+    total, n = 0.0, 0
+    for x, y in loader:
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(y)
+        n += len(y)
     return time.perf_counter() - t
 
 
-def grader_loop(images, labels, batch_size):
-    m, _ = model_and_opt()
-    empty = images[:1], labels[:1]
+def student_epoch(stage, student, limits):
+    stage._baselines = {"no_bn": S.Run(0.1, [2.3], [2.3], 0.0), "reference_bn": S.Run(0.5, [1.5], [1.5], 0.0)}
     t = time.perf_counter()
-    lenet.train(m, images, labels, *empty, epochs=1, batch_size=batch_size, optimizer="sgd", lr=0.1, momentum=0.9,
-                weight_decay=0.0, seed=0)
-    return time.perf_counter() - t
+    outcomes, runs, flags, output = stage.run_student(Z, student, limits)
+    wall = time.perf_counter() - t
+    run = runs["student_bn"]
+    if run.test_accuracy is None:
+        sys.exit(f"the student run failed: {[o.message for o in outcomes]}\n{output}")
+    return wall / stage.cfg.epochs, run.seconds / stage.cfg.epochs
 
 
-def bare(images, labels, batch_size):
-    x_all = lenet.normalise(images)  # (N, 3, 32, 32) float, done before the clock starts
-    m, opt = model_and_opt()
-    m.train()
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+def baseline_epoch(stage, name):
+    if name == "no_bn":
+        norm = None
+    else:
+        try:  # what this tree's stage trains with
+            from reference.fused import FusedBatchNorm2d as BatchNorm2d
+        except ImportError:  # a tree from before the fused path (before/after comparisons)
+            from reference.batchnorm import BatchNorm2d
+
+        def norm(c, d):
+            return BatchNorm2d(c, d)
+    torch.set_num_threads(stage.threads)
     t = time.perf_counter()
-    for i in range(0, len(labels), batch_size):
-        idx = order[i:i + batch_size]
-        step(m, opt, x_all[idx], labels[idx])
-    return time.perf_counter() - t
+    stage._train_here(name, norm)
+    return (time.perf_counter() - t) / stage.cfg.epochs
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=str(data.default_data_dir()))
     p.add_argument("--cache", default=str(data.default_cache_dir()))
+    p.add_argument("--student", default=str(ROOT / "tests" / "corpus" / "correct_textbook.py"),
+                   help="the submission whose BatchNorm2d both the peer and the student run use")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0, help="train on N images (default: the whole training split)")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="epochs of the student run, whose wall clock is divided by them (default: the rubric's)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--skip-baselines", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="torch threads of the runs (default: the stage's, all "
+                   "the cores the job may use)")
+    p.add_argument("--peer-run", action="store_true", help=argparse.SUPPRESS)  # one peer epoch, in a child
+    argv = sys.argv[1:]
     a = p.parse_args()
-    found = data.locate(Path(a.data))
-    if found is None or found[0] != "image-folder":
-        sys.exit(f"{a.data}: needs an image-folder copy of CIFAR-10 (DIR/train/<class>/*.jpg)")
+    rub = R.load(None, known_checks())
+    cfg = dataclasses.replace(rub.training, epochs=a.epochs or rub.training.epochs, device="cpu",
+                              max_train_images=a.limit or rub.training.max_train_images)
     ds = data.load(a.data, a.cache, download=False)
-    images, labels = ds.train_images, ds.train_labels
-    if a.limit:
-        keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:a.limit]
-        images, labels = images[keep], labels[keep]
-    images = images.clone()  # resident, not memory-mapped, like the loaded data in a run
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    print(f"{len(labels)} images, batch {a.batch_size}, torch threads {torch.get_num_threads()}, "
-          f"DataLoader workers {a.workers}")
-    tc = conventional(Path(found[1]), a.batch_size, a.workers, a.limit)
-    print(f"conventional  {tc:6.2f} s")
-    tg = grader_loop(images, labels, a.batch_size)
-    print(f"grader        {tg:6.2f} s")
-    tb = bare(images, labels, a.batch_size)
-    print(f"bare          {tb:6.2f} s")
-    print(f"grader / conventional  {tg / tc:.2f}x   (goal <= 0.5x)")
-    print(f"grader / bare          {tg / tb:.2f}x   (goal <= 1.1x)")
+    stage = S.Stage(cfg, ds, a.cache)
+    if a.threads:
+        stage.threads = a.threads
+    tr_x, tr_y = stage._tensors()[:2]
+    peer_data = (tr_x, tr_y)
+    bn = load_student(a.student)
+    threads = stage.threads
+    if a.peer_run:
+        print(peer_run(peer_data, bn, cfg.batch_size, a.workers, S.cores()))  # the peer: all the cores
+        return
+    print(f"{len(tr_y)} training images, {len(stage.val_idx)} validation, {len(ds.test_labels)} test; batch "
+          f"{cfg.batch_size}; {threads} torch threads (peer {S.cores()}); peer DataLoader workers {a.workers}; student "
+          f"{Path(a.student).name}; torch {torch.__version__}", flush=True)
+    runs = {"peer": [], "student": [], "no_bn": [], "reference_bn": []}
+    for r in range(a.repeat):
+        runs["peer"].append(peer_epoch(argv))
+        wall, inside = student_epoch(stage, a.student, rub.limits)
+        runs["student"].append(wall)
+        line = (f"repeat {r + 1}: peer {runs['peer'][-1]:6.2f} s   student run {wall:6.2f} s "
+                f"(training in the worker {inside:.2f} s)")
+        if not a.skip_baselines:
+            for name in ("no_bn", "reference_bn"):
+                runs[name].append(baseline_epoch(stage, name))
+            line += f"   no_bn {runs['no_bn'][-1]:6.2f} s   reference_bn {runs['reference_bn'][-1]:6.2f} s"
+        print(line + "   (s per epoch)", flush=True)
+    med = {k: statistics.median(v) for k, v in runs.items() if v}
+    print(f"ratio student / peer         {med['student'] / med['peer']:.2f}x   (goal <= 0.5x; medians "
+          f"{med['student']:.2f} s / {med['peer']:.2f} s per epoch)")
+    if not a.skip_baselines:
+        print(f"ratio reference_bn / no_bn   {med['reference_bn'] / med['no_bn']:.2f}x   (goal <= 1.2x; medians "
+              f"{med['reference_bn']:.2f} s / {med['no_bn']:.2f} s per epoch)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Calibration of the training stage's defaults: the no-BN and reference-BN runs of the
 default rubric for several seeds, with their test accuracies, gaps and seconds.
 
-    python benchmarks/calibrate_training.py --data data --seeds 0 1 2 3 4
+    python benchmarks/calibrate_training.py --data data --seeds 0 1 2 3 4 [--curves]
 
 Uses the grader's own Stage (same data loading, split, initial weights and loop). The results
 behind docs/calibration.md. Runs are cached in --cache like the grader's baselines.
@@ -28,6 +28,7 @@ def main():
     p.add_argument("--cache", default=str(data.default_cache_dir()))
     p.add_argument("--rubric")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--curves", action="store_true", help="also print each run's per-epoch losses")
     a = p.parse_args()
     rub = R.load(a.rubric, known_checks())
     ds = data.load(a.data, a.cache, download=False)
@@ -37,6 +38,10 @@ def main():
         print(json.dumps({"seed": seed, "no_bn": no.test_accuracy, "reference_bn": bn.test_accuracy,
                           "gap_points": round(100 * (bn.test_accuracy - no.test_accuracy), 1),
                           "seconds": [no.seconds, bn.seconds], "cached": no.cached}), flush=True)
+        if a.curves:  # the per-epoch losses, to hold a change of the harness to the same curves
+            for name, run in (("no_bn", no), ("reference_bn", bn)):
+                print(f"  seed {seed} {name:<13} train " + " ".join(f"{v:.4f}" for v in run.train_loss)
+                      + "   val " + " ".join(f"{v:.4f}" for v in run.val_loss), flush=True)
 
 
 if __name__ == "__main__":

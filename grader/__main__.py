@@ -1,3 +1,4 @@
+"""`python -m grader`: the same as bn-grade (grader process; cli.main)."""
 import sys
 
 from grader.cli import main

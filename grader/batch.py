@@ -1,43 +1,42 @@
-"""Batch grading of a class folder (parent process).
+"""Batch grading of a class folder (grader process).
 
-Each entry of SUBMISSIONS_DIR is one student (see intake.py). A pool of threads grades them:
-the student's code still runs only in sandboxed workers forked from the one zygote, and the
-checks' reference computations run here. Per student, OUT/<id>/results.json and report.html
-are written atomically (with the graded source as submission.py, for the similarity check),
+Each entry of SUBMISSIONS_DIR is one student (see intake.py). A pool of threads grades them,
+each through grading.grade_entry(), the pipeline a single submission takes too: the student's
+code still runs only in sandboxed workers forked from the one zygote, and the checks' reference
+computations run here. Per student, OUT/<id>/results.json and report.html are written
+atomically (output/files.write_atomic) (with the graded source as submission.py, for the similarity check),
 so a run killed halfway leaves only complete students, and a rerun grades exactly the missing
 ones (unless regrade). Whatever happens to one student becomes that student's zero row with a
 status; it never stops the others. The gradebook and summary are rebuilt from OUT afterwards
 (gradebook.py), so shards writing into one OUT end with one gradebook.
 
 Also here: which shard a task is (Shard, from --shard K/N, a zero-based --shard-index, or the
-scheduler's environment) and how many CPUs it may use (default_jobs: affinity and cgroup quota),
-the two facts a job array gets wrong most easily (docs/batch.md).
+scheduler's environment); how many CPUs it may use is cpus.default_jobs (docs/batch.md).
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import sys
 import tempfile
 import threading
-import time
-import traceback
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from grader import grading, intake
+from grader.cpus import default_jobs  # noqa: F401  (also batch.default_jobs, where it long lived)
+from grader.errors import UsageError
 from grader.output import gradescope, report
-from grader.results import RunStatus
+from grader.output.files import write_atomic
 
 
 SHARD_FIX = ("K counts from 1 in --shard K/N; a zero-based index (Slurm's --array=0-7, a Kubernetes "
              "indexed Job, a CI matrix) goes in --shard-index I --shard-count N, or use --shard-from-env")
 
 
-class ShardError(ValueError):
+class ShardError(UsageError, ValueError):
     """An impossible shard: one line naming the flag and the fix (exit 2), never a share nobody grades."""
 
 
@@ -122,64 +121,6 @@ class Shard:
         return zlib.crc32(student.encode("utf-8")) % self.count == self.index
 
 
-def _cgroup_quota(root: Path, proc_cgroup: Path) -> float | None:
-    """CPUs the cgroup quota allows this process (fractional), or None: v2's cpu.max or v1's
-    cpu.cfs_quota_us, on the process's own cgroup and every ancestor (the tightest wins)."""
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
-        return None
-    best = None
-
-    def consider(quota, period):
-        nonlocal best
-        if quota > 0 and period > 0:
-            best = quota / period if best is None else min(best, quota / period)
-
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, rel = parts
-        if controllers == "":  # cgroup v2
-            bases = [root]
-        elif "cpu" in controllers.split(","):
-            bases = [root / c for c in ("cpu", "cpu,cpuacct", "cpuacct,cpu")]
-        else:
-            continue
-        for base in bases:
-            d = base / rel.lstrip("/")
-            while True:
-                try:
-                    if controllers == "":
-                        q, per = (d / "cpu.max").read_text().split()[:2]
-                        if q != "max":
-                            consider(int(q), int(per))
-                    else:
-                        consider(int((d / "cpu.cfs_quota_us").read_text()), int((d / "cpu.cfs_period_us").read_text()))
-                except (OSError, ValueError):
-                    pass
-                # a container sees its own cgroup as the root: stop at the mount's top
-                if d == base or d.parent == d:
-                    break
-                d = d.parent
-    return best
-
-
-def default_jobs(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("/proc/self/cgroup")) -> int:
-    """The CPUs this process may use: its affinity (Slurm's binding, taskset, cpusets), capped by
-    a cgroup CPU quota (docker --cpus, Kubernetes limits), where os.cpu_count() would count the
-    whole machine and oversubscribe it."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        n = os.cpu_count() or 1
-    quota = _cgroup_quota(root, proc_cgroup)
-    if quota is not None:
-        n = min(n, max(1, math.ceil(quota - 1e-9)))
-    return max(1, n)
-
-
 def done(out: Path, student: str) -> bool:
     return (out / student / "results.json").exists()
 
@@ -188,24 +129,42 @@ def _write_student(out: Path, result, source: Path | None, lang):
     d = out / result.student
     d.mkdir(parents=True, exist_ok=True)
     if source is not None and source.exists():
-        tmp = d / ".submission.py.tmp"
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, d / "submission.py")
+        write_atomic(d / "submission.py", source.read_bytes())
     report.write(result, d / "report.html", lang)
     gradescope.write_json(result, d / "results.json", lang)  # last: its presence means "done"
+
+
+def _todo(folder: Path, out: Path, shard: Shard | None, regrade: bool, log) -> list:
+    """[(student id, entry)] this shard owns and still has to grade (all of them with regrade)."""
+    entries = intake.discover(folder)
+    if shard is not None:
+        entries = [(sid, p) for sid, p in entries if shard.owns(sid)]
+    todo = [(sid, p) for sid, p in entries if regrade or not done(out, sid)]
+    log(f"{len(entries)} students{f' in shard {shard}' if shard else ''}; "
+        f"{len(todo)} to grade, {len(entries) - len(todo)} already graded (--regrade to redo)")
+    return todo
+
+
+def _grade_student(sid: str, entry: Path, staging_root: Path, out: Path, rubric, zygote, stage, threads: int,
+                   lang: str):
+    """One student: grade_entry() in its own scratch folder (a grader bug is its zero row, never
+    the batch's end), then OUT/<id>/ written."""
+    staging = staging_root / sid
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        result, source = grading.grade_entry(sid, entry, staging, rubric, zygote, stage=stage, threads=threads,
+                                             contain=True)
+        _write_student(out, result, source, lang)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
 
 
 def run(folder: Path, out: Path, rubric, zygote, *, jobs: int, shard: Shard | None = None, regrade: bool = False,
         stage=None, lang: str = "en", log=None) -> list:
     """Grade every student of folder this shard owns; returns their GradeResults."""
-    entries = intake.discover(folder)
-    if shard is not None:
-        entries = [(sid, p) for sid, p in entries if shard.owns(sid)]
-    todo = [(sid, p) for sid, p in entries if regrade or not done(out, sid)]
-    skipped = len(entries) - len(todo)
     log = log or (lambda line: None)
-    log(f"{len(entries)} students{f' in shard {shard}' if shard else ''}; "
-        f"{len(todo)} to grade, {skipped} already graded (--regrade to redo)")
+    todo = _todo(folder, out, shard, regrade, log)
     if stage is not None and todo:
         stage.baselines()  # once for the whole batch, before the pool
     jobs = max(1, min(jobs, len(todo) or 1))
@@ -215,38 +174,15 @@ def run(folder: Path, out: Path, rubric, zygote, *, jobs: int, shard: Shard | No
         stage.threads = threads
     out.mkdir(parents=True, exist_ok=True)
     staging_root = Path(tempfile.mkdtemp(prefix="bn-grade-intake-"))
-    counter = {"n": 0}
     lock = threading.Lock()
     results = []
 
     def one(item):
         sid, entry = item
-        t0 = time.monotonic()
-        staging = staging_root / sid
-        staging.mkdir(parents=True, exist_ok=True)
-        source = None
-        try:
-            got = intake.prepare(sid, entry, staging)
-            source = got.source
-            if got.error:
-                result = grading.not_gradable(entry.name, rubric, got.error, stage=stage, notes=got.notes)
-            else:
-                result = grading.grade_file(got.source, rubric, zygote, stage=stage, threads=threads,
-                                            notes=got.notes, line_map=got.line_map)
-                result.submission = str(entry)
-        except Exception as e:  # a grader bug costs this student a row with the reason, not the batch
-            result = grading.not_gradable(entry.name, rubric, f"internal grader error: {type(e).__name__}: {e}",
-                                          stage=stage)
-            result.notes.append(traceback.format_exc(limit=3))
-        result.student = sid
-        if result.status is RunStatus.GRADED or not result.seconds:
-            result.seconds = round(time.monotonic() - t0, 3)
-        _write_student(out, result, source, lang)
-        shutil.rmtree(staging, ignore_errors=True)
+        result = _grade_student(sid, entry, staging_root, out, rubric, zygote, stage, threads, lang)
         with lock:
-            counter["n"] += 1
             results.append(result)
-            log(f"[{counter['n']}/{len(todo)}] {sid}: {result.score:g}/{result.max_score:g} {result.status.value} "
+            log(f"[{len(results)}/{len(todo)}] {sid}: {result.score:g}/{result.max_score:g} {result.status.value} "
                 f"({result.seconds:.1f} s)")
         return result
 

@@ -1,6 +1,7 @@
-"""Command line: `main(argv) -> int` (parent process).
+"""Command line: `main(argv) -> int` (grader process).
 
-Bad input from the user (path, flag, rubric, data) is one line on stderr and exit 2; a broken
+Bad input from the user (path, flag, rubric, data: errors.UsageError and the errors derived from
+it) is one line on stderr and exit 2; a broken
 submission is a graded zero, never a traceback; a grader bug is exit 3, with the traceback
 only under --debug. torch is imported only once the arguments are known to be usable, and
 the sandbox zygote is forked right after it, before anything else runs.
@@ -28,14 +29,11 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from grader.errors import UsageError  # every error of bad input derives from it: one line, exit 2
 from grader.results import ExitStatus
 
 PROG = "bn-grade"
 SUFFIXES = (".py", ".zip", ".ipynb")
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,24 +119,21 @@ def _whole(text):
 
 def _shard(args):
     """The Shard of --shard / --shard-index / --shard-from-env, or None."""
-    from grader.batch import Shard, ShardError
+    from grader.batch import Shard
     given = [f for f, v in (("--shard", args.shard), ("--shard-index", args.shard_index is not None),
                             ("--shard-from-env", args.shard_from_env)) if v]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)}: give one way of naming the shard")
     if args.shard_count is not None and not (args.shard_index is not None or args.shard_from_env):
         raise UsageError("--shard-count goes with --shard-index or --shard-from-env")
-    try:
-        if args.shard:
-            return Shard.parse(args.shard)
-        if args.shard_index is not None:
-            if args.shard_count is None:
-                raise UsageError("--shard-index needs --shard-count N")
-            return Shard.of(args.shard_index, args.shard_count)
-        if args.shard_from_env:
-            return Shard.from_env(os.environ, args.shard_count)
-    except ShardError as e:
-        raise UsageError(str(e)) from None
+    if args.shard:
+        return Shard.parse(args.shard)
+    if args.shard_index is not None:
+        if args.shard_count is None:
+            raise UsageError("--shard-index needs --shard-count N")
+        return Shard.of(args.shard_index, args.shard_count)
+    if args.shard_from_env:
+        return Shard.from_env(os.environ, args.shard_count)
     return None
 
 
@@ -293,14 +288,8 @@ def _single(args, rubric, zyg, stage, lang):
     with contextlib.nullcontext(str(sub.parent)) if plain else \
             tempfile.TemporaryDirectory(prefix="bn-grade-intake-") as staging:
         student = intake.safe_id(sub.stem if sub.is_file() else sub.name)
-        got = intake.prepare(student, sub, Path(staging))
-        if got.error:
-            result = grading.not_gradable(str(sub), rubric, got.error, stage=stage, notes=got.notes)
-        else:
-            result = grading.grade_file(got.source, rubric, zyg, stage=stage, notes=got.notes,
-                                        line_map=got.line_map, oracle=getattr(args, "oracle", None))
-            result.submission = str(sub)
-    result.student = student
+        result, _ = grading.grade_entry(student, sub, Path(staging), rubric, zyg, stage=stage,
+                                        oracle=getattr(args, "oracle", None))
     print(terminal.render(result, lang, colour=False if args.no_color else None))
     _write_outputs(result, args, lang)
     if args.junit:
@@ -329,11 +318,8 @@ def _batch(args, rubric, zyg, stage, lang):
         if args.finish and results:
             print(f"{len(results)} students had no results (their shard failed or never ran): graded now",
                   file=sys.stderr)
-        try:
-            rows, matches = gradebook.rebuild(out, lang=lang, roster=getattr(args, "roster_students", None),
-                                              force=args.force)
-        except gradebook.GradebookError as e:
-            raise UsageError(str(e)) from None
+        rows, matches = gradebook.rebuild(out, lang=lang, roster=getattr(args, "roster_students", None),
+                                          force=args.force)
         print(f"Graded {len(results)} now; gradebook of {len(rows)} students: {out / 'gradebook.csv'}")
         print(f"Summary: {out / 'summary.html'}" + (f" ({len(matches)} similar pairs flagged)" if matches else ""))
     if args.junit:
@@ -390,10 +376,7 @@ def _pack(args, batch):
     """(pack, rubric path or None) for --pack; the student edition without one is told how to grade."""
     from grader.checks import oracle
     if not args.pack:
-        try:
-            oracle.computed()
-        except oracle.StudentEdition as e:
-            raise UsageError(str(e)) from None
+        oracle.computed()  # the student edition says how to grade without a pack (a UsageError)
         return None
     if batch or args.gradescope:
         raise UsageError("--pack is for checking one submission; grade a class with the full edition")
@@ -417,11 +400,8 @@ def run(args) -> int:
     batch = _validate(args)
     if args.gradebook:
         from grader import gradebook
-        try:
-            rows, matches = gradebook.rebuild(Path(args.gradebook), lang=args.lang or "en",
-                                              roster=getattr(args, "roster_students", None), force=args.force)
-        except gradebook.GradebookError as e:
-            raise UsageError(str(e)) from None
+        rows, matches = gradebook.rebuild(Path(args.gradebook), lang=args.lang or "en",
+                                          roster=getattr(args, "roster_students", None), force=args.force)
         print(f"Gradebook of {len(rows)} students: {Path(args.gradebook) / 'gradebook.csv'}; "
               f"{len(matches)} similar pairs")
         return ExitStatus.OK
@@ -440,11 +420,8 @@ def run(args) -> int:
     from grader.output.i18n import default_language
 
     pack = _pack(args, batch)
-    try:
-        rubric = _pack_rubric(args, pack, known_checks()) if pack else \
-            rubric_mod.load(args.rubric, known_checks=known_checks())
-    except rubric_mod.RubricError as e:
-        raise UsageError(str(e)) from None
+    rubric = _pack_rubric(args, pack, known_checks()) if pack else \
+        rubric_mod.load(args.rubric, known_checks=known_checks())
     args.oracle = None
     if pack is not None:
         from grader.checks.oracle import PackOracle

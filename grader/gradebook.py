@@ -18,14 +18,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from grader import similarity
+from grader.errors import UsageError
 from grader.intake import safe_id
 from grader.checks.static import NEEDS_REVIEW, review_flags
 from grader.output.charts import STYLES
 from grader.output.files import write_atomic
+from grader.output.html import environment
 from grader.output.i18n import TEXT
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "student_template" / "batchnorm.py"
@@ -35,7 +36,7 @@ COLUMNS = ["id", "name", "email", "score", "max_score", "percent", "status", "fl
 MISSING = "missing"  # on the roster, no submission graded
 
 
-class RosterError(Exception):
+class RosterError(UsageError):
     """A roster that cannot be read: one line naming the file (and row) and the problem."""
 
 
@@ -95,7 +96,7 @@ def _match(roster: list[Student], ids: list[str]) -> dict:
     return {sid: keys[sid.casefold()] for sid in ids if sid.casefold() in keys}
 
 
-class GradebookError(Exception):
+class GradebookError(UsageError):
     """A gradebook that would lose students: one line naming what and how to proceed (exit 2)."""
 
 
@@ -285,8 +286,7 @@ def _titles(rows, lang):
 
 
 def _summary(rows, cols, matches, similar, sources, lang, missing=()):
-    env = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().parent / "output" / "templates")),
-                      autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    env = environment()
     T = {k: v[lang] for k, v in TEXT.items()}
     students = []
     diag = collections.Counter()

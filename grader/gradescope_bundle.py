@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
-import os
 import shlex
 import shutil
 import subprocess
@@ -25,6 +24,8 @@ import zipfile
 from pathlib import Path
 
 import grader
+from grader.errors import UsageError
+from grader.output.files import write_atomic
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # what a wheel is built from (pyproject.toml's packages): present in a checkout, not in an install
@@ -33,7 +34,7 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PRIVATE_RUBRIC = "private.yaml"
 
 
-class BundleError(Exception):
+class BundleError(UsageError):
     """Bad input to the bundle command: one line, exit 2 (grader/cli.py)."""
 
 
@@ -202,10 +203,7 @@ def write(out: Path, *, rubric: Path | None = None, wheel: Path | None = None, p
                 zf.write(rubric, PRIVATE_RUBRIC)
             names = zf.namelist()
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, out)
+        write_atomic(out, buf.getvalue())
     except OSError as e:
         raise BundleError(f"--out {out}: cannot write: {e.strerror}") from None
     return names

@@ -20,10 +20,12 @@ import sys
 import types
 from pathlib import Path
 
+from grader.errors import UsageError
+
 NAME = "notebook.py"  # what errors and the report call the gathered source
 
 
-class NotebookError(Exception):
+class NotebookError(UsageError):
     """The class's source cannot be found: one line saying what to do."""
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from grader.errors import UsageError
+from grader.output.files import write_atomic
 from grader.sandbox.inside import wire
 
 FORMAT = 1
@@ -30,7 +32,7 @@ MAGIC = b"BNPACK "
 MAX_BODY = 256 << 20  # a pack is a few MB: anything near this is not one
 
 
-class PackError(Exception):
+class PackError(UsageError):
     """The file is not a usable pack (one line naming it and why)."""
 
 
@@ -89,12 +91,8 @@ def encode(pack: Pack) -> bytes:
 def write(pack: Pack, path) -> Pack:
     data = encode(pack)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".bnpack-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)  # published with the template: readable by everyone (mkstemp makes it private)
-    os.replace(tmp, path)
+    write_atomic(path, data)
+    os.chmod(path, 0o644)  # published with the template: readable by everyone
     return read(path)
 
 

@@ -7,7 +7,8 @@ with the recording oracle of checks/computed.py: every question a check asks is 
 kept, and wherever a check prepares a mistake search every candidate variant is computed. The
 paths a submission can force are walked too: the (N, C) retry of any_rank checks, the float32
 fallback of the gradient check, and each forward request's crash probes. The baselines come
-from the training cache (trained once if missing), unless --no-train.
+from the training cache (trained once if missing), unless --no-train; --baselines-from adds the
+runs of packs made on machines of another device type (a GPU server's, a Mac's).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from reference import batchnorm as ref
 ACCEPTED = {"either": ("biased", "unbiased"), "biased": ("biased",), "unbiased": ("unbiased",)}
 
 
-class PackError(Exception):
+class PackError(P.PackError):
     """Bad input to the pack command: one line, exit 2."""
 
 
@@ -97,25 +98,46 @@ def entries_for(rubric) -> dict:
 
 
 def baselines_for(stage) -> dict:
-    """{device type: {"key", "config", "runs"}} of the training cache, trained here if missing."""
+    """{device type: {"key", "config", "data", "code", "torch", "runs"}} of the training cache,
+    trained here if missing."""
     from dataclasses import asdict
 
-    from grader.training.stage import RUN_FIELDS
-    out = {}
+    from grader.training.stage import RUN_FIELDS, code_hash
     runs = stage.baselines()
     config = {k: getattr(stage.cfg, k) for k in RUN_FIELDS}
-    out[stage.device] = {"key": stage.key(), "config": config, "data": stage.data.key,
-                         "runs": {k: asdict(v) for k, v in runs.items()}}
+    return {stage.device: {"key": stage.key(), "config": config, "data": stage.data.key, "code": code_hash(),
+                           "torch": torch.__version__, "runs": {k: asdict(v) for k, v in runs.items()}}}
+
+
+def merged_baselines(own: dict, others: list, rubric) -> dict:
+    """own plus the device types only the other packs have; each must come from this rubric's
+    training configuration. PackError names the file otherwise."""
+    from grader.training.stage import RUN_FIELDS
+    want = {k: getattr(rubric.training, k) for k in RUN_FIELDS}
+    out = dict(own)
+    for path in others:
+        try:
+            other = P.read(path)
+        except P.PackError as e:
+            raise PackError(str(e)) from None
+        if not other.baselines:
+            raise PackError(f"{path}: this pack holds no baseline runs to add")
+        for device, base in sorted(other.baselines.items()):
+            differ = sorted(k for k in RUN_FIELDS if base.get("config", {}).get(k) != want[k])
+            if differ:
+                raise PackError(f"{path}: its {device} baselines were trained with another training configuration "
+                                f"({', '.join(differ)} differ from the rubric's)")
+            out.setdefault(device, base)  # this machine's own runs win
     return out
 
 
-def make(rubric, rubric_text: str, out, stage=None) -> P.Pack:
+def make(rubric, rubric_text: str, out, stage=None, baselines_from=()) -> P.Pack:
     entries = entries_for(rubric)
     meta = {"format": P.FORMAT, "grader": grader.__version__, "torch": torch.__version__, "seed": rubric.seed,
             "rubric_name": rubric.name, "rubric_sha256": rubric.sha256, "running_var": rubric.running_var,
             "grad_mode_only": rubric.grad_mode_only, "checks": [c.id for c in rubric.checks],
             "made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    baselines = baselines_for(stage) if stage is not None else {}
+    baselines = merged_baselines(baselines_for(stage) if stage is not None else {}, list(baselines_from), rubric)
     return P.write(P.Pack(meta, rubric_text, entries, baselines), out)
 
 
@@ -135,6 +157,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--cache", metavar="DIR", help="the training cache the baselines come from (default: "
                    "$BN_GRADE_CACHE or ~/.cache/bn-grader); missing ones are trained once")
     p.add_argument("--no-download", action="store_true", help="never try to download CIFAR-10")
+    p.add_argument("--baselines-from", action="append", default=[], metavar="PACK",
+                   help="also carry this pack's baseline runs for device types this machine has not trained on "
+                   "(make a pack on a GPU machine, then add it here); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     a = p.parse_args(argv)
 
@@ -156,7 +181,7 @@ def main(argv: list[str]) -> int:
             raise PackError(f"{e} (or --no-train for a pack without baselines)") from None
         stage = Stage(rubric.training, dataset, cache, Progress(enabled=False if a.quiet else None))
     hidden = [c.id for c in rubric.checks if c.visibility == "hidden"]
-    made = make(rubric, Path(rubric.path).read_text(encoding="utf-8"), a.out, stage)
+    made = make(rubric, Path(rubric.path).read_text(encoding="utf-8"), a.out, stage, a.baselines_from)
     print(f"Pack: {a.out} ({made.size / 1e6:.2f} MB, {len(made.entries)} entries, seed {rubric.seed}, "
           f"baselines: {', '.join(made.baselines) or 'none'}; sha256 {made.sha256[:16]}…)")
     print("Anyone with this pack can check against seed "

@@ -16,10 +16,12 @@ from typing import Literal
 
 import yaml
 
+from grader.errors import UsageError
+
 DEFAULT_RUBRIC = Path(__file__).resolve().parent.parent / "rubrics" / "batchnorm.yaml"
 
 
-class RubricError(Exception):
+class RubricError(UsageError):
     """One line: the file and what is wrong in it."""
 
 

@@ -24,7 +24,6 @@ import io
 import re
 import tokenize
 from dataclasses import dataclass, field
-from pathlib import Path
 
 MB = 1_000_000
 MAX_SOURCE = 1 * MB

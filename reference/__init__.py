@@ -1,2 +1,3 @@
-"""The course's reference BatchNorm. Trusted: imported only by the grader's parent process,
-never by the sandboxed child (the child must not be able to borrow the answer)."""
+"""The course's reference BatchNorm2d (batchnorm.py): the answer. Trusted; imported only in the
+grader's process (training baselines, computed expected values, the pack maker). The sandbox
+cannot see this folder, and the student edition does not ship it."""

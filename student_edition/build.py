@@ -2,7 +2,7 @@
 machine; runs pip, imports nothing of the grader).
 
 The wheel is built from a staged copy: grader/ without the modules that compute a BatchNorm
-(WITHHELD), reference/ with only the LeNet-5 harness, the rubrics, and this folder's
+(WITHHELD), the rubrics, and this folder's
 pyproject.toml and README.md. tests/test_pack.py installs it into a fresh venv and searches what
 got installed.
 
@@ -23,9 +23,6 @@ ROOT = HERE.parent
 # what would hand a student the answer: the reference layer, the variants as formulas (Variant()
 # is the course's formula), the oracle that runs them, and the pack maker that needs them
 WITHHELD = ("reference/batchnorm.py", "grader/checks/variants.py", "grader/checks/computed.py", "grader/packmaker.py")
-REFERENCE_INIT = '''"""The LeNet-5 harness the sandboxed worker wraps the student's layer in (student edition: the
-reference BatchNorm2d is not part of it)."""
-'''
 
 
 def stage(dest: Path) -> Path:
@@ -34,9 +31,6 @@ def stage(dest: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(ROOT / "grader", src / "grader", ignore=ignore)
     shutil.copytree(ROOT / "rubrics", src / "rubrics", ignore=ignore)
-    (src / "reference").mkdir()
-    shutil.copy2(ROOT / "reference" / "lenet.py", src / "reference" / "lenet.py")
-    (src / "reference" / "__init__.py").write_text(REFERENCE_INIT)
     for rel in WITHHELD:
         (src / rel).unlink(missing_ok=True)
     shutil.copy2(HERE / "pyproject.toml", src / "pyproject.toml")

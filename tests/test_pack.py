@@ -3,6 +3,7 @@ grader/packmaker.py): the same verdicts as the full edition for the pack's seed,
 where a pack cannot answer, and a private seed that a layer copying the pack's numbers fails.
 """
 import dataclasses
+import html as htmllib
 import json
 
 import pytest
@@ -155,9 +156,22 @@ def test_template_pack_is_current():
     # the pack published with the template was made from the default rubric with this format
     pack = P.read(TEMPLATE_PACK)
     rubric_text = (ROOT / "rubrics" / "batchnorm.yaml").read_text()
-    assert pack.rubric_text == rubric_text, "rubrics/batchnorm.yaml changed: rerun `bn-grade pack --no-train " \
-        "--out student_template/batchnorm.bnpack`"
+    remake = "rerun `bn-grade pack --data data --out student_template/batchnorm.bnpack` (docs/student-edition.md)"
+    assert pack.rubric_text == rubric_text, "rubrics/batchnorm.yaml changed: " + remake
     assert pack.size < 6_000_000
+    # it carries the CPU baselines of the rubric's training configuration, trained by today's
+    # training code (LeNet-5 harness and reference layer): students grade the training stage with it
+    from grader import rubric as rubric_mod
+    from grader.training.stage import RUN_FIELDS, code_hash
+    cfg = rubric_mod.load(ROOT / "rubrics" / "batchnorm.yaml").training
+    base = pack.baselines["cpu"]
+    assert base["config"] == {k: getattr(cfg, k) for k in RUN_FIELDS}
+    assert base["code"] == code_hash(), "the training code changed: " + remake
+    for name in ("no_bn", "reference_bn"):
+        run = base["runs"][name]
+        assert len(run["train_loss"]) == len(run["val_loss"]) == cfg.epochs, name
+    # on the real CIFAR-10 the reference BN beats no BN by far (docs/calibration.md)
+    assert base["runs"]["reference_bn"]["test_accuracy"] > base["runs"]["no_bn"]["test_accuracy"] + 0.05
 
 
 def test_training_stage_against_the_packs_baselines(tmp_path):
@@ -188,5 +202,40 @@ def test_training_stage_against_the_packs_baselines(tmp_path):
         assert runs_pack[name]["test_accuracy"] == runs_full[name]["test_accuracy"], name
     assert runs_pack["reference_bn"]["cached"] is True
     assert packed["extra_data"]["training"]["baselines_from"]["sha256"] == pack.sha256
+    # the report says where the baselines came from
+    html = tmp_path / "r.html"
+    assert main([sub, "--pack", str(out), "--data", str(root), "--cache", str(tmp_path / "c2"), "--report",
+                 str(html), "--quiet", "--lang", "en"]) == 0
+    assert "come from the course's check pack (trained on cpu)" in htmllib.unescape(html.read_text())
     # a pack made with --no-train cannot train: one line, exit 2
-    assert main([sub, "--pack", str(TEMPLATE_PACK), "--data", str(root), "--cache", str(tmp_path / "c3")]) == 2
+    bare = tmp_path / "bare.bnpack"
+    assert main(["pack", "--rubric", str(rub), "--out", str(bare), "--no-train", "--quiet"]) == 0
+    assert main([sub, "--pack", str(bare), "--data", str(root), "--cache", str(tmp_path / "c3")]) == 2
+
+    # per device type: a pack made on a GPU machine lends its runs to this one's (made here by
+    # relabelling, as this machine has no GPU); this machine's own runs win where both have some
+    gpu = tmp_path / "gpu.bnpack"
+    base = dict(pack.baselines["cpu"], runs={k: dict(v, seconds=1.5) for k, v in pack.baselines["cpu"]["runs"].items()})
+    P.write(dataclasses.replace(pack, baselines={"cuda": base, "cpu": dict(base, key="not this one")}), gpu)
+    both = tmp_path / "both.bnpack"
+    assert main(["pack", "--rubric", str(rub), "--out", str(both), "--data", str(root), "--cache", str(tmp_path / "c1"),
+                 "--baselines-from", str(gpu), "--quiet"]) == 0
+    merged = P.read(both).baselines
+    assert set(merged) == {"cpu", "cuda"} and merged["cpu"]["key"] == pack.baselines["cpu"]["key"]
+    assert merged["cuda"]["runs"]["no_bn"]["seconds"] == 1.5
+    # a machine whose device type the pack lacks uses another type's runs and says so
+    gpu_only, only_gpu = tmp_path / "gpu_only.bnpack", tmp_path / "only_gpu.bnpack"
+    P.write(dataclasses.replace(pack, baselines={"cuda": base}), gpu_only)
+    assert main(["pack", "--rubric", str(rub), "--out", str(only_gpu), "--no-train", "--baselines-from", str(gpu_only),
+                 "--quiet"]) == 0
+    j_gpu = tmp_path / "gpu.json"
+    assert main([sub, "--pack", str(only_gpu), "--data", str(root), "--cache", str(tmp_path / "c4"), "--json",
+                 str(j_gpu), "--quiet"]) == 0
+    src = json.loads(j_gpu.read_text())["extra_data"]["training"]["baselines_from"]
+    assert (src["device"], src["same_device"], src["same_data"]) == ("cuda", False, True)
+    # baselines of another training configuration are refused, naming the file
+    other = tmp_path / "other.bnpack"
+    P.write(dataclasses.replace(pack, baselines={"cuda": dict(base, config=dict(base["config"], epochs=99))}), other)
+    assert main(["pack", "--rubric", str(rub), "--out", str(tmp_path / "x.bnpack"), "--no-train", "--baselines-from",
+                 str(other), "--quiet"]) == 2
+    assert not (tmp_path / "x.bnpack").exists()

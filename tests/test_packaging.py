@@ -92,7 +92,7 @@ def test_non_editable_install_grades_a_bundled_submission(installed, tmp_path):
     _, bin_dir, _ = installed
     env = _clean_env()
     probe = subprocess.run([str(bin_dir / "python"), "-c",
-                            "import grader, grader.grading, grader.training.stage, reference.lenet; print(grader.__file__)"],
+                            "import grader, grader.grading, grader.training.stage, grader.training.lenet; print(grader.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     # the installed copy, not the checkout (whose editable install the system's site-packages holds)

@@ -28,7 +28,7 @@ def _outcomes(rubric, cuda, train: bool, fail=()):
 
 
 def _result(rubric, outcomes, status=RunStatus.GRADED):
-    scored, not_run, total, mx = scoring.score(outcomes, rubric, False)
+    scored, not_run, total, mx = scoring.score(outcomes, rubric)
     return GradeResult("batchnorm.py", "0" * 64, status, "", scored, total, mx, grading.run_facts(rubric, False), 1.0,
                        not_run=not_run, maximum=scoring.maximum(rubric, not_run))
 

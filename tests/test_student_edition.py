@@ -71,9 +71,9 @@ def test_wheel_withholds_the_reference_and_the_variants(venv):
     names = set(zipfile.ZipFile(wheel).namelist())
     for withheld in student_build.WITHHELD:
         assert withheld not in names
-    assert not any(n.startswith(("tests/", "student_template/")) for n in names)
+    assert not any(n.startswith(("tests/", "student_template/", "reference/")) for n in names)
     for needed in ("grader/cli.py", "grader/pack.py", "grader/checks/oracle.py", "grader/checks/search.py",
-                   "grader/sandbox/inside/handlers.py", "grader/output/templates/report.html.j2", "reference/lenet.py",
+                   "grader/sandbox/inside/handlers.py", "grader/output/templates/report.html.j2", "grader/training/lenet.py",
                    "rubrics/batchnorm.yaml", "grader/training/packed.py"):
         assert needed in names, needed
 

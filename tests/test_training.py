@@ -133,13 +133,16 @@ def _stage(tmp_path, root, **training):
 
 
 def test_reference_as_student_reproduces_the_reference_run(tmp_path):
-    # same initial weights, batches and code: the parent's own measurement of the student's
-    # trained state must give exactly the reference run's test accuracy
+    # same initial weights, batches and formula: the parent's own measurement of the student's
+    # trained state must give the reference run's numbers. The baseline trains through the
+    # reference's fused path (torch's kernels, other rounding: test below) and on half the cores
+    # beside the no-BN run, so the curves agree to rounding amplified by training, not bit for bit
     rub, stage = _stage(tmp_path, make_folder(tmp_path / "d"))
     outcomes, runs, flags, _ = stage.run_student(ZYGOTE, ROOT / "reference" / "batchnorm.py", rub.limits)
     assert flags == []
-    assert runs["student_bn"].test_accuracy == pytest.approx(runs["reference_bn"].test_accuracy, abs=1e-9)
-    assert runs["student_bn"].val_loss == pytest.approx(runs["reference_bn"].val_loss, rel=1e-5)
+    n_test = len(stage.data.test_labels)
+    assert runs["student_bn"].test_accuracy == pytest.approx(runs["reference_bn"].test_accuracy, abs=1 / n_test)
+    assert runs["student_bn"].val_loss == pytest.approx(runs["reference_bn"].val_loss, rel=2e-3)
     assert {o.check_id: o.passed for o in outcomes}["training.accuracy"] is True
     assert not runs["reference_bn"].cached
     # the baselines are cached on disk: a new stage with the same configuration trains nothing
@@ -187,3 +190,50 @@ def test_hang_during_training_fails_the_training_checks_only(tmp_path):
     outcomes, runs, _, _ = stage.run_student(ZYGOTE, sub, rub.limits)
     assert [o.passed for o in outcomes] == [False, False, False]
     assert "took longer than 3 s" in outcomes[0].message
+
+
+@pytest.mark.parametrize("shape", [(8, 6, 5, 5), (16, 7), (4, 3, 2, 2)])
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_fused_reference_path_is_the_same_formula(shape, unbiased):
+    # the baselines train the reference BN through torch's fused kernels; in float64 they must
+    # agree with the plain path the checks use: output, every gradient, the moving statistics
+    from reference.batchnorm import BatchNorm2d
+    from reference.fused import FusedBatchNorm2d
+    gen = torch.Generator().manual_seed(0)
+    plain = BatchNorm2d(shape[1], len(shape), unbiased_running_var=unbiased).double()
+    fused = FusedBatchNorm2d(shape[1], len(shape), unbiased_running_var=unbiased).double()
+    with torch.no_grad():
+        plain.gamma.copy_(torch.randn(plain.gamma.shape, generator=gen, dtype=torch.float64))
+        plain.beta.copy_(torch.randn(plain.beta.shape, generator=gen, dtype=torch.float64))
+        fused.gamma.copy_(plain.gamma)
+        fused.beta.copy_(plain.beta)
+    w = torch.randn(shape, generator=gen, dtype=torch.float64)
+    for step in range(3):
+        x = torch.randn(shape, generator=gen, dtype=torch.float64) * 3 + step
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = plain(xa), fused(xb)
+        (ya * w).sum().backward()
+        (yb * w).sum().backward()
+        torch.testing.assert_close(yb, ya, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-10, atol=1e-12)
+    for a, b in ((plain.gamma.grad, fused.gamma.grad), (plain.beta.grad, fused.beta.grad),
+                 (plain.moving_mean, fused.moving_mean), (plain.moving_var, fused.moving_var)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    plain.eval()
+    fused.eval()
+    torch.testing.assert_close(fused(x), plain(x), rtol=1e-10, atol=1e-12)
+
+
+def test_pooling_is_avg_pool2d():
+    from grader.training.lenet import avg_pool2
+    import torch.nn.functional as F
+    for shape in ((3, 6, 28, 28), (2, 16, 10, 10)):
+        x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+        torch.testing.assert_close(avg_pool2(x), F.avg_pool2d(x, 2), rtol=1e-15, atol=1e-15)
+        assert torch.autograd.gradcheck(avg_pool2, (x,))
+        g = torch.randn(avg_pool2(x).shape, dtype=torch.float64)
+        (ga,) = torch.autograd.grad(avg_pool2(x), x, g)
+        (gb,) = torch.autograd.grad(F.avg_pool2d(x, 2), x, g)
+        assert torch.equal(ga, gb)
+    odd = torch.randn(1, 2, 5, 5)
+    assert torch.equal(avg_pool2(odd), F.avg_pool2d(odd, 2))

@@ -126,7 +126,7 @@ def explain(ctx, e: StudentError):
     shape, mode, nd = tuple(req["shape"]), req["mode"], len(req["shape"])
     C = shape[1]
     key = (nd, mode, C, shape, e.evidence.get("message", "")[:200])
-    cache = ctx.facts.setdefault("crash_probes", {})
+    cache = ctx.crash_probes
     if key not in cache:
         try:
             cache[key] = _probe(ctx, e, shape, mode, nd, C)

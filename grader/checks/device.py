@@ -11,9 +11,7 @@ from grader.checks.worker import Failed, StudentError
 from grader.results import CheckOutcome
 
 
-@check("device.cuda", numeric=True,
-       needs=(lambda cuda: not cuda, {"en": "no CUDA device here: the GPU forward check was not run",
-                                       "zh": "本机没有 CUDA 设备：未运行 GPU 前向检查"}))
+@check("device.cuda", numeric=True, needs=(lambda cuda: not cuda, "no_cuda"))
 def device_cuda(ctx):
     gen = ctx.gen()
     C = I.num_channels(gen)

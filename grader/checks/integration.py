@@ -10,7 +10,7 @@ from grader.checks.search import mismatch
 from grader.checks.worker import Failed
 from grader.results import CheckOutcome
 from grader.rubric import Tolerance
-from reference import lenet  # the harness only (LeNet-5's initial weights); both editions ship it
+from grader.training import lenet  # the harness only (LeNet-5's initial weights); both editions ship it
 
 INTEGRATION_STEPS = 3
 INTEGRATION_LR = 0.5  # large, so a parameter the optimiser misses is visibly left behind

@@ -29,8 +29,8 @@ import json
 import torch
 
 from grader.checks.mistakes import Variant, delta
+from grader.errors import UsageError
 
-VARIANT_OPS = ("train", "eval", "running", "grads", "state_mean", "lenet")
 # inputs are the pack's when they agree this closely: the same seeded draws on another CPU may
 # differ in the last bits of a float64 reduction, never more
 INPUT_RTOL, INPUT_ATOL = 1e-6, 1e-9
@@ -141,5 +141,5 @@ def computed(rubric=None) -> Oracle:
     return ComputedOracle()
 
 
-class StudentEdition(Exception):
+class StudentEdition(UsageError):
     """A full-edition feature was asked of the student edition."""

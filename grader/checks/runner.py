@@ -1,7 +1,8 @@
 """Runs the declared checks for one submission (parent process).
 
 Each check runs apart: a crash, a timeout or a failure ends that check only, and the next one
-gets a fresh worker if it needs one. A check declared any_rank whose 4-D path crashes is retried
+gets a fresh worker if it needs one (a worker that cannot load the submission again fails that
+check the same way; three lost workers in a row and the rest are not retried). A check declared any_rank whose 4-D path crashes is retried
 on (N, C) input, so a layer broken for one rank loses only the checks about that rank. After
 all checks, what one check cannot tell alone is settled from the others (gamma/beta missing in
 one mode only), and the built-in normalisation check is decided from what every check saw.
@@ -16,12 +17,12 @@ from grader.checks import (advice, device, evaluation, forward, gradients, hygie
 from grader.checks import crashes
 from grader.checks import mistakes as M
 from grader.checks.oracle import NotInPack
-from grader.checks.registry import CHECKS, check, not_applicable, numeric_ids, reason_translations  # noqa: F401
+from grader.checks.registry import BUILTIN, CHECKS, check, not_applicable, numeric_ids  # noqa: F401
 from grader.checks.worker import Context, Failed, StudentError  # noqa: F401
+from grader.errors import LoadFailed, SandboxError
+from grader.output.i18n import PACK_LEAD
 from grader.results import CheckOutcome
-from grader.sandbox.zygote import SandboxError
 
-BUILTIN = "originality.no_builtin_norm"
 TRAIN_OUTPUT = ("forward.train.4d", "forward.train.2d")
 
 
@@ -53,7 +54,7 @@ def _attempt(ctx, decl, nd=None):
                            diagnoses=f.diagnoses)
     except NotInPack as e:
         # the student edition's pack holds no answer here: said plainly, left out of the maximum
-        return CheckOutcome(decl.id, None, skipped=f"cannot be checked with this pack: {e}")
+        return CheckOutcome(decl.id, None, skipped=f"{PACK_LEAD}{e}")
     except StudentError as e:
         msg, diags = crashes.explain(ctx, e)
         out = CheckOutcome(decl.id, False, msg, got=e.tb.strip(), diagnoses=diags)
@@ -142,6 +143,12 @@ def run(ctx: Context, check_ids, deadline: float):
         except SandboxError as e:
             out = CheckOutcome(cid, False, str(e))
             lost.append(str(e))
+        except LoadFailed as e:
+            # the worker started again after a crash could not load the submission this time (its
+            # load timed out or ran out of memory): this check fails with that reason, as a lost worker
+            out = CheckOutcome(cid, False, f"not run: the submission could not be loaded again: {e.message}",
+                               got=e.traceback)
+            lost.append(e.message)
         except Exception:
             # a grader bug must not cost the student: say so plainly
             out = CheckOutcome(cid, False, "internal grader error in this check:\n" + traceback.format_exc(limit=3))

@@ -7,7 +7,7 @@ from grader.checks.compare import fmt
 from grader.checks.registry import check
 from grader.checks.worker import Failed
 from grader.results import CheckOutcome
-from grader.sandbox.inside.handlers import ROLE_NAMES
+from grader.sandbox.inside.wire import ROLE_NAMES
 
 
 def _structure(ctx, num_dims):

@@ -48,7 +48,7 @@ class Context:
         self.ops_this_check = set()
         self.handles = 0
         self.dims = {}  # handle -> num_dims it was built with
-        self.facts = {}  # what the checks learned, e.g. which running variance was found
+        self.crash_probes = {}  # a crash's explanation, probed once per kind of crash (crashes.py)
         self.last_structure = {}  # of the module built last
 
     def start(self):

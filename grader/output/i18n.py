@@ -1,5 +1,6 @@
-"""Student-facing words of the report and terminal, in English and Chinese (parent process).
-Check titles live in the rubric and diagnoses in checks/mistakes.py, both in the two languages."""
+"""Student-facing words of the report and terminal, and why a check was not run (SKIPPED), in
+English and Chinese (grader process; imports nothing, so anything may use it). Check titles live
+in the rubric and diagnoses in checks/mistakes.py, both in the two languages."""
 import locale
 import os
 import re
@@ -53,6 +54,9 @@ TEXT = {
                       "images. The slides trained much longer; compare the runs with each other.",
                       "zh": "在 {device} 上训练 {epochs} 轮，训练/验证/测试图像：{n_train} / {n_val} / {n_test}。"
                             "课件训练时间长得多，请比较本次的三个模型。"},
+    "pack_baselines": {"en": " The no-BN and reference-BN runs come from the course's check pack (trained on {device}{data}).",
+                       "zh": " 无 BN 与参考 BN 的结果来自课程的检查包（在 {device} 上训练{data}）。"},
+    "pack_other_data": {"en": ", on the instructor's copy of CIFAR-10", "zh": "，使用教师的 CIFAR-10 副本"},
     "facts": {"en": "Run facts", "zh": "运行信息"},
     "seed": {"en": "seed", "zh": "随机种子"},
     "torch": {"en": "torch version", "zh": "torch 版本"},
@@ -188,10 +192,14 @@ TEXT = {
 }
 
 
-# the reasons a check could not run on this machine: the training stage's here, the unit checks'
-# in their declarations (checks/registry.py)
+# why a check was not run, for the reasons that leave it out of the maximum (scoring.py's rule), by
+# code: a result carries the English sentence, skipped() shows it in the reader's language.
+# "no_train" is the training stage switched off; every other code is something this machine
+# cannot run, named by a check's declaration (checks/registry.py `needs`)
 SKIPPED = {
-    "training stage not run (--no-train)": "未运行训练阶段（--no-train）",
+    "no_train": {"en": "training stage not run (--no-train)", "zh": "未运行训练阶段（--no-train）"},
+    "no_cuda": {"en": "no CUDA device here: the GPU forward check was not run",
+                "zh": "本机没有 CUDA 设备：未运行 GPU 前向检查"},
 }
 
 
@@ -222,8 +230,7 @@ def skipped(reason: str, lang: str) -> str:
         return reason
     if reason.startswith(PACK_LEAD):
         return _pack_reason(reason[len(PACK_LEAD):])
-    from grader.checks import runner  # the declarations; imported late: the writers stay light
-    return {**SKIPPED, **runner.reason_translations()}.get(reason, reason)
+    return next((text["zh"] for text in SKIPPED.values() if text["en"] == reason), reason)
 
 
 def t(key: str, lang: str) -> str:

@@ -12,18 +12,15 @@ name and hash.
 """
 import datetime
 import os
-from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from grader.output import charts, i18n
+from grader.output import charts, html, i18n
 from grader.output.files import write_atomic
 from grader.output.i18n import TEXT, skipped
 from grader.output.text import maximum_text
 from grader.results import GradeResult
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 # the slides' test accuracies after full training; the reference BN was trained with the
 # moving-average decay 0.9 and 0.99 (no BN has no running statistics, so one figure)
 SLIDES = {"no_bn": ("74.33%", None), "reference_bn": ("78.26%", "78.16%"), "student_bn": ("—", "—")}
@@ -34,17 +31,11 @@ def _fmt(x):
     return f"{x:g}"
 
 
-_ENV = None
-
-
 def _env():
-    # built once: compiling the templates for every student cost ~0.2 s each in a batch
-    global _ENV
-    if _ENV is None:
-        _ENV = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
-                           trim_blocks=True, lstrip_blocks=True)
-        _ENV.globals["detail_template"] = _ENV.from_string(_DETAIL)
-    return _ENV
+    env = html.environment()
+    if "detail_template" not in env.globals:  # compiled once, like the templates
+        env.globals["detail_template"] = env.from_string(_DETAIL)
+    return env
 
 
 def _detail(s, lang, env):
@@ -130,6 +121,10 @@ def _training(r: GradeResult, lang):
     ds = t["dataset"]
     note = T["training_note"].format(epochs=t["epochs"], device=t["device"], n_train=ds["n_train"],
                                      n_val=ds["n_val"], n_test=ds["n_test"])
+    packed = t.get("baselines_from")
+    if packed:
+        note += T["pack_baselines"].format(device=packed["device"],
+                                           data="" if packed.get("same_data", True) else T["pack_other_data"])
     mine = runs.get("student_bn", {}).get("test_accuracy")
     ref = runs.get("reference_bn", {}).get("test_accuracy")
     # the question every student whose run looks fine asks: said where it applies, in bold

@@ -2,7 +2,8 @@
 
 engine.py   bubblewrap: the sandbox's command line, what exists inside it (grader process)
 zygote.py   the grader's side: starts one warm zygote in the sandbox, hands out sessions (one
-            worker per submission), deadlines both ways, what the results record (grader process)
+            worker per submission; open_loaded(): a worker that loaded it, or LoadFailed),
+            deadlines both ways, what the results record (grader process)
 spawned.py  a fresh interpreter per worker, no fork and no namespaces: Windows, macOS, and
             Linux by choice; unconfined, and said so (grader process)
 inside/     runs in the sandbox: zygote.py (forks workers), worker.py (namespaces, limits, the

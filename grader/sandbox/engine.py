@@ -28,9 +28,10 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 
+from grader.errors import GraderError
+
 INSIDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inside")
-LENET = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                     "reference", "lenet.py")
+LENET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training", "lenet.py")
 RUNTIME = "/opt/bn-grader"  # inside the sandbox: bn_inside/ (the worker's package) and bn_lenet.py
 UID_BASE = 61000  # as root, the sandbox runs as a uid from here up, claimed by lock
 UID_LOCKS = "/tmp/bn-grade-uids"
@@ -39,8 +40,8 @@ FIX = ("install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap), ena
        "namespaces (sysctl kernel.unprivileged_userns_clone=1), or run as root or in a container")
 
 
-class EngineUnavailable(Exception):
-    pass
+class EngineUnavailable(GraderError):
+    """bubblewrap cannot run here (not installed, no user namespaces, no free uid)."""
 
 
 @dataclass

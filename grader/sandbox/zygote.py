@@ -8,6 +8,8 @@ zygote's torch import runs alongside the grader's own. A worker gets its own nam
 (inside/worker.py); the grader sends it the submission's source and then requests over the
 worker's own socket, and tells the zygote to kill it when done or out of time.
 
+open_loaded() is the one way the grader starts a worker for a submission (grading.py, the
+training stage): a Session whose worker loaded it, or LoadFailed with the status it grades with.
 What the results record about the confinement comes from here (what the grader set up),
 never from the worker.
 """
@@ -23,19 +25,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from grader.errors import LoadFailed, SandboxError  # noqa: F401 (importable from here, as always)
+from grader.results import RunStatus
 from grader.sandbox import engine
 
 MAX_SOURCE = 1_000_000  # bytes: a larger .py is refused before anything parses it
 MAX_REPLY = 64 << 20  # what a worker may send in one message
-
-
-class SandboxError(Exception):
-    """The worker is gone or out of time; `kind` is 'timeout' or 'died'."""
-
-    def __init__(self, kind, message):
-        super().__init__(message)
-        self.kind = kind
-        self.output = ""
 
 
 @dataclass
@@ -366,6 +361,22 @@ class Session:
         text = self.output(output_limit)
         self._release()
         return text
+
+
+def open_loaded(zygote, submission_path, limits, threads=1, filename=None, source=None) -> Session:
+    """A worker that has loaded the submission, or LoadFailed with the status it grades with:
+    the one way grading and the training stage start a worker (from a Zygote or a Spawner)."""
+    try:
+        session = zygote.spawn(str(submission_path), limits, threads=threads, filename=filename, source=source)
+    except SandboxError as e:
+        raise LoadFailed(RunStatus.TIMEOUT if e.kind == "timeout" else RunStatus.ERROR, str(e),
+                         output=e.output) from None
+    loaded = session.loaded
+    if not loaded.get("ok"):
+        raise LoadFailed(RunStatus.MEMORY if loaded.get("memory") else RunStatus.ERROR,
+                         loaded.get("error", "the submission could not be loaded"),
+                         loaded.get("traceback", "").strip(), session=session)
+    return session
 
 
 _shared = None

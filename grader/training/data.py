@@ -16,17 +16,18 @@ cache's lock (CACHE/.lock), so the tasks of a job array never write one entry to
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import sys
 import pickle
 import socket
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from grader.errors import UsageError
 from grader.output import files
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png")
@@ -34,7 +35,7 @@ BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 CACHE_VERSION = "1"
 
 
-class DataError(Exception):
+class DataError(UsageError):
     """One line for the user: which path, what is wrong, what to do."""
 
 
@@ -297,12 +298,11 @@ def _load_or_decode(kind, path, key, cache_file, cache_dir, train_files, test_fi
     blob = {"train_images": tr_x.contiguous(), "train_labels": tr_y, "test_images": te_x.contiguous(),
             "test_labels": te_y, "classes": list(classes)}
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".cifar10-", suffix=".pt")
-        files.set_mode(fd)  # a shared cache: readable by the group as the umask says
-        os.close(fd)
-        torch.save(blob, tmp)
-        os.replace(tmp, cache_file)
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        # atomically, readable by the group as the umask says (a shared cache); no temporary
+        # file is left behind when the write fails
+        files.write_atomic(cache_file, buf.getbuffer())
     except OSError as e:
         raise DataError(f"{cache_dir}: cannot write the decoded-data cache ({e.strerror}); pass --cache DIR") from None
     return Dataset(kind, str(path), tr_x, tr_y, te_x, te_y, list(classes), key, str(cache_file), False)

@@ -60,7 +60,11 @@ class PackStage(Stage):
 
     def info(self, runs: dict) -> dict:
         out = super().info(runs)
-        out["baselines_from"] = {"pack": self.pack.path, "sha256": self.pack.sha256, "device": self.baseline_device}
+        # another device type's runs, or another copy of CIFAR-10 (torchvision's download against the
+        # instructor's): the baselines still stand, the last digits differ; the results say which
+        out["baselines_from"] = {"pack": self.pack.path, "sha256": self.pack.sha256, "device": self.baseline_device,
+                                 "same_device": self.baseline_device == self.device,
+                                 "same_data": self._base.get("data") == self.data.key}
         return out
 
     def baselines(self) -> dict:

@@ -12,27 +12,31 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from grader import cpus
 from grader.output import files
 from grader.results import CheckOutcome
 from grader.sandbox.zygote import SandboxError
 from grader.training import data as data_mod
-from reference import lenet
+from grader.training import lenet
 
 
 def _ref():
     # on use, not at import: the student edition has no reference/batchnorm.py (training/packed.py)
     from reference import batchnorm
     return batchnorm
+
+
+def _fused():
+    from reference import fused  # the same layer with a fast training step: the baselines' (full edition)
+    return fused
 
 CHECK_IDS = ("training.trains", "training.accuracy", "training.beats_no_bn")
 # what the baselines depend on; thresholds and points do not change a run
@@ -67,27 +71,9 @@ def resolve_device(policy: str) -> str:
     return "mps" if _mps() else "cpu"
 
 
-# torch's own default before anything changes it: the physical cores it found
-_TORCH_DEFAULT_THREADS = torch.get_num_threads()
-
-
 def cores(platform: str | None = None) -> int:
-    platform = platform or sys.platform
-    if platform.startswith("linux"):
-        # affinity capped by the cgroup CPU quota: a 1-CPU Slurm task or container gets 1 thread
-        from grader.batch import default_jobs
-        return default_jobs()
-    if platform == "darwin":
-        # an Apple laptop: its performance cores (efficiency cores slow a synchronised step down)
-        for key in ("hw.perflevel0.physicalcpu", "hw.physicalcpu"):
-            try:
-                n = int(subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=5).stdout)
-            except (OSError, ValueError, subprocess.SubprocessError):
-                continue
-            if n > 0:
-                return n
-    # Windows: physical cores as torch counts them (hyper-threads add little to a conv net)
-    return max(1, min(_TORCH_DEFAULT_THREADS, os.cpu_count() or 1))
+    """The CPUs this process may use (grader/cpus.py, the one implementation)."""
+    return cpus.default_jobs(platform=platform)
 
 
 QUICK = {"epochs": 1, "max_train_images": 10_000}  # --quick: the stage in about a minute on a laptop
@@ -108,9 +94,9 @@ def _clock(seconds: float) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
-def _code_hash():
+def code_hash():
     h = hashlib.sha256()
-    for mod in (lenet, _ref()):
+    for mod in (lenet, _ref(), _fused()):
         with open(mod.__file__, "rb") as f:
             h.update(f.read())
     return h.hexdigest()
@@ -141,7 +127,7 @@ class Stage:
     def key(self) -> str:
         run = {k: getattr(self.cfg, k) for k in RUN_FIELDS}
         blob = json.dumps({"run": run, "data": self.data.key, "device": self.device, "torch": torch.__version__,
-                           "code": _code_hash()}, sort_keys=True)
+                           "code": code_hash()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def info(self, runs: dict) -> dict:
@@ -166,9 +152,7 @@ class Stage:
             self._split = t
         return self._split
 
-    def _train_here(self, name, norm):
-        if self.device == "cpu":
-            torch.set_num_threads(self.threads)
+    def _train_here(self, name, norm, progress=None):
         tr_x, tr_y, va_x, va_y, te_x, te_y = self._tensors()
         model = lenet.LeNet5(norm=norm, activation=self.cfg.activation)
         model.load_weight_state(self.init)
@@ -176,7 +160,7 @@ class Stage:
         c = self.cfg
         hist = lenet.train(model, tr_x, tr_y, va_x, va_y, epochs=c.epochs, batch_size=c.batch_size,
                            optimizer=c.optimizer, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
-                           seed=c.seed, device=self.device, progress=self.progress, name=name)
+                           seed=c.seed, device=self.device, progress=progress, name=name)
         _, acc = lenet.evaluate(model, te_x, te_y, device=self.device)
         run = Run(acc, hist["train_loss"], hist["val_loss"], round(hist["seconds"], 2),
                   val_accuracy=hist["val_accuracy"])
@@ -191,8 +175,8 @@ class Stage:
             torch.set_num_threads(self.threads)
         c = self.cfg
         try:
-            ref = _ref()
-            norm = lambda ch, d: ref.BatchNorm2d(ch, d)  # noqa: E731
+            fast = _fused()
+            norm = lambda ch, d: fast.FusedBatchNorm2d(ch, d)  # noqa: E731
         except ImportError:  # the student edition: the network without BN, a little faster
             norm = None
         model = lenet.LeNet5(norm=norm, activation=c.activation).to(self.device)
@@ -261,19 +245,56 @@ class Stage:
                 return self._baselines
             except (ValueError, TypeError):
                 pass  # rebuilt below
-        runs = {"no_bn": self._train_here("no_bn", None),
-                "reference_bn": self._train_here("reference_bn", lambda c, d: _ref().BatchNorm2d(c, d))}
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".baselines-", suffix=".json")
-            files.set_mode(fd)  # readable by whoever shares the cache, as the umask says
-            with os.fdopen(fd, "w") as f:
-                json.dump({k: asdict(v) for k, v in runs.items()}, f)
-            os.replace(tmp, path)
+        runs = self._train_baselines()
+        try:  # readable by whoever shares the cache, as the umask says
+            files.write_atomic(path, json.dumps({k: asdict(v) for k, v in runs.items()}))
         except OSError:
             pass  # a cache we cannot write costs time, not correctness
         self._baselines = runs
         return runs
+
+    def _train_baselines(self) -> dict:
+        # the reference BN through its fused training path (reference/fused.py: the same
+        # formula, torch's kernels), so that BN costs the run little more than no BN
+        jobs = {"no_bn": None, "reference_bn": lambda c, d: _fused().FusedBatchNorm2d(c, d)}
+        if not self._side_by_side():
+            return {name: self._with_threads(self.threads, self._train_here, name, norm, self.progress)
+                    for name, norm in jobs.items()}
+        # on the CPU the two runs train side by side, each on half the cores: LeNet-5's small
+        # operations use two threads poorly, so two one-thread runs finish well before two
+        # two-thread runs one after the other (docs/calibration.md). The bar follows the longer run.
+        self._tensors()  # built once, before the two threads want it
+        stop = threading.Event()  # Ctrl-C or SIGTERM here ends both runs within 20 steps
+
+        def watched(progress):
+            def report(*args):
+                if stop.is_set():
+                    raise _Stopped()
+                if progress is not None:
+                    progress(*args)
+            return report
+
+        torch.set_num_threads(max(1, self.threads // 2))
+        pool = ThreadPoolExecutor(max_workers=2)
+        try:
+            futures = {name: pool.submit(self._train_here, name, norm,
+                                         watched(self.progress if name == "reference_bn" else None))
+                       for name, norm in jobs.items()}
+            return {name: f.result() for name, f in futures.items()}
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            torch.set_num_threads(self.threads)
+
+    def _side_by_side(self) -> bool:
+        return self.device == "cpu" and self.threads >= 2
+
+    def _with_threads(self, threads, fn, *args):
+        if self.device == "cpu":
+            torch.set_num_threads(threads)
+        return fn(*args)
 
     # ------------------------------------------------------------------ the student's run
     def eval_norm(self, num_features, num_dims):
@@ -294,7 +315,9 @@ class Stage:
                 with torch.no_grad():
                     target.copy_(value.reshape(target.shape).to(target.dtype))
         model.to(self.device)
-        _, tr_y, va_x, va_y, te_x, te_y = self._tensors()
+        if self.device == "cpu":  # the job's share of the cores (batch.run sets self.threads)
+            torch.set_num_threads(self.threads)
+        _, _, va_x, va_y, te_x, te_y = self._tensors()
         val_loss, _ = lenet.evaluate(model, va_x, va_y, device=self.device)
         _, acc = lenet.evaluate(model, te_x, te_y, device=self.device)
         return val_loss, acc
@@ -308,13 +331,12 @@ class Stage:
         c = self.cfg
         lim = replace(limits, call_seconds=c.time_limit_seconds,
                       total_seconds=c.time_limit_seconds + limits.load_seconds + 30)
-        flags, output = [], ""
+        flags = []
         runs = dict(base)
         session = None
+        from grader.sandbox.zygote import LoadFailed, open_loaded  # the one way a worker is started
         try:
-            session = zygote.spawn(str(path), lim, threads=self.threads, source=source)
-            if not session.loaded.get("ok"):
-                raise _RunFailed(session.loaded.get("error", "the submission could not be loaded"))
+            session = open_loaded(zygote, path, lim, threads=self.threads, source=source)
             tr_x, tr_y, va_x, va_y, _, _ = (t.cpu() for t in self._tensors())
             msg = {"op": "train", "train_x": tr_x, "train_y": tr_y, "val_x": va_x, "val_y": va_y,
                    "init": self.init, "activation": c.activation, "device": self.device,
@@ -323,9 +345,9 @@ class Stage:
             resp = session.request(msg, "training LeNet-5 with your BatchNorm2d", on_event=on_event)
             if not resp.get("ok"):
                 raise _RunFailed(f"your code raised {resp.get('error')}")
-        except SandboxError as e:
-            return self._failed(str(e), runs), runs, flags, _close(session, limits)
-        except _RunFailed as e:
+        except LoadFailed as e:
+            return self._failed(e.message, runs), runs, flags, e.output + _close(e.session, limits)
+        except (SandboxError, _RunFailed) as e:
             return self._failed(str(e), runs), runs, flags, _close(session, limits)
         output = _close(session, limits)
         reported_val = [float(v) for v in resp["val_loss"]]
@@ -396,6 +418,10 @@ class Stage:
 
 class _RunFailed(Exception):
     pass
+
+
+class _Stopped(Exception):
+    """A baseline run ended because the other one failed or the grader is stopping."""
 
 
 def _close(session, limits):

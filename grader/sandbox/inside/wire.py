@@ -11,6 +11,9 @@ The grader treats what comes back as hostile: sends and receives have deadlines 
 stops reading cannot hang the grader), sizes are capped before anything is read, and a tensor's
 declared shape and dtype must account for its payload exactly before it is built.
 
+ROLE_NAMES is the other fact both sides share: the roles of a module's state in the worker's
+replies and the attribute names each may have.
+
 A channel is a file descriptor (a Unix socket: the zygote's workers) or a socket object (a
 loopback socket: spawned workers, grader/sandbox/spawned.py; on Windows a socket is not a file
 descriptor, and select() waits only on sockets there).
@@ -31,6 +34,15 @@ DTYPES = {str(d).replace("torch.", ""): d for d in (
 
 
 ITEMSIZE = {name: torch.empty((), dtype=d).element_size() for name, d in DTYPES.items()}
+
+# the roles of a module's state in the worker's replies, and the attribute names each may have:
+# the template's first, then torch.nn's, so a reasonable variant still grades
+ROLE_NAMES = {
+    "gamma": ("gamma", "weight"),
+    "beta": ("beta", "bias"),
+    "moving_mean": ("moving_mean", "running_mean"),
+    "moving_var": ("moving_var", "running_var"),
+}
 
 
 class ChannelClosed(Exception):
