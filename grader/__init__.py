@@ -14,6 +14,7 @@ works" has the same list, and tests/test_layering.py holds the import rules):
   output/           terminal table, results.json, HTML report, JUnit, GitHub; i18n (no torch)
   batch.py          a class: a pool of gradings, shards, resume
   cpus.py           how many CPUs this job may use (--jobs, torch threads)
+  shards.py         which share of a class a task of a job array grades
   gradebook.py      gradebook.csv and summary.html, rebuilt from OUT (no torch)
   similarity.py     near-identical submissions
   notebook.py       `notebook.check(BatchNorm2d)` in Jupyter

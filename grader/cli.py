@@ -119,7 +119,7 @@ def _whole(text):
 
 def _shard(args):
     """The Shard of --shard / --shard-index / --shard-from-env, or None."""
-    from grader.batch import Shard
+    from grader.shards import Shard  # no torch: the sandbox has not started yet
     given = [f for f, v in (("--shard", args.shard), ("--shard-index", args.shard_index is not None),
                             ("--shard-from-env", args.shard_from_env)) if v]
     if len(given) > 1:

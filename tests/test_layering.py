@@ -28,7 +28,7 @@ GRADER = ROOT / "grader"
 LAYERS = [
     # leaves: data types, words, file writing, parsing, the LeNet-5 harness (torch only: it is
     # mounted in the sandbox too); they import nothing heavier
-    ("leaves", ("=grader", "grader.results", "grader.errors", "grader.cpus", "grader.rubric", "grader.intake", "grader.slicing",
+    ("leaves", ("=grader", "grader.results", "grader.errors", "grader.cpus", "grader.shards", "grader.rubric", "grader.intake", "grader.slicing",
                 "grader.similarity", "grader.output.i18n", "grader.output.files", "grader.output.charts",
                 "grader.output.html", "grader.training.lenet")),
     ("sandbox", ("grader.sandbox",)),
@@ -54,7 +54,7 @@ LIGHT = ["grader.results", "grader.errors", "grader.rubric", "grader.intake", "g
          "grader.checks.mistakes", "grader.output", "grader.output.i18n", "grader.output.files",
          "grader.output.charts", "grader.output.html", "grader.output.text", "grader.output.terminal",
          "grader.output.gradescope", "grader.output.report", "grader.output.junit", "grader.output.github",
-         "grader.output.progress", "grader.cli"]
+         "grader.output.progress", "grader.shards", "grader.cli"]
 # light modules that import a heavy one on purpose, inside a function: (importer, imported)
 LIGHT_LAZY = {
     # the formulas' old names, for the tests and the full edition (mistakes.__getattr__)
@@ -290,3 +290,24 @@ def test_every_grader_module_is_in_the_readme_layout():
         if not re.search(rf"(?<![\w]){re.escape(path.stem)}(?![\w])", words, re.I):
             unnamed.append(rel)
     assert unnamed == [], "name them in README 'How it works'"
+
+
+@pytest.mark.parametrize("extra", [[], ["--shard", "1/2"], ["--shard-from-env", "--shard-count", "2"]])
+def test_the_sandbox_starts_before_the_grader_imports_torch(tmp_path, extra):
+    # the zygote imports torch while the grader does: a flag check that pulls torch in first
+    # makes every submission wait for two imports one after the other (about 3 s here)
+    code = ("import sys\n"
+            "from grader.sandbox import zygote\n"
+            "def shared(mode):\n"
+            "    print('torch imported' if 'torch' in sys.modules else 'torch not yet', flush=True)\n"
+            "    raise SystemExit(0)\n"
+            "zygote.shared = shared\n"
+            "from grader.cli import main\n"
+            "main(sys.argv[1:])\n")
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "a.py").write_text("class BatchNorm2d: pass\n")
+    args = [str(tmp_path / "class"), "--out", str(tmp_path / "out"), "--no-train"] + extra
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                       env={"PATH": "/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0",
+                            "SLURM_ARRAY_TASK_MAX": "1", "SLURM_ARRAY_TASK_COUNT": "2"}, timeout=60)
+    assert r.stdout.strip() == "torch not yet", r.stdout + r.stderr
