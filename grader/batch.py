@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from grader import grading, intake
-from grader.cpus import default_jobs  # noqa: F401  (also batch.default_jobs, where it long lived)
-from grader.shards import SHARD_FIX, Shard, ShardError  # noqa: F401  (also batch.Shard)
+from grader.cpus import default_jobs
+from grader.shards import Shard
 from grader.output import gradescope, report
 from grader.output.files import write_atomic
 

@@ -6,7 +6,7 @@ imports nothing).
                               rubric, a roster, a pack, the data): one line naming the file or
                               flag and the problem, exit 2 (cli.py). Each module raises its own
                               subclass, importable where it always was: rubric.RubricError,
-                              gradebook.RosterError and GradebookError, batch.ShardError,
+                              gradebook.RosterError and GradebookError, shards.ShardError,
                               gradescope_bundle.BundleError, notebook.NotebookError,
                               checks.oracle.StudentEdition, pack.PackError (packmaker.PackError),
                               training.data.DataError

@@ -71,3 +71,12 @@ class BatchNorm2d(nn.Module):
             mean, var = self.moving_mean, self.moving_var
         return self.gamma * (X - mean) / torch.sqrt(var + self.eps) + self.beta
 '''
+
+
+@pytest.fixture(scope="module")
+def spawner():
+    # a spawned-worker sandbox (the Windows/macOS path), forced on this machine
+    from grader.sandbox import spawned
+    s = spawned.Spawner()
+    yield s
+    s.close()

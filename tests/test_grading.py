@@ -93,7 +93,7 @@ def test_grade_entry_is_one_pipeline_for_one_file_and_for_a_class(quick_rubric, 
 
 def test_errors_are_one_hierarchy():
     from grader import gradebook, gradescope_bundle, notebook, rubric
-    from grader.batch import ShardError
+    from grader.shards import ShardError
     from grader.checks.oracle import StudentEdition
     from grader.cli import UsageError as CliUsageError
     assert CliUsageError is UsageError

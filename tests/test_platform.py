@@ -41,14 +41,6 @@ def test_utf8_streams_are_left_alone():
 
 
 @pytest.fixture(scope="module")
-def spawner():
-    from grader.sandbox import spawned
-    s = spawned.Spawner()
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def chinese_crlf_file(tmp_path_factory):
     # C:\Users\王小明\作业\batchnorm.py, saved by Notepad: a BOM and CRLF line endings
     folder = tmp_path_factory.mktemp("home") / "王小明 作业"

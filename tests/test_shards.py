@@ -12,7 +12,8 @@ import sys
 import pytest
 
 from conftest import CORPUS, ROOT
-from grader.batch import Shard, ShardError, default_jobs
+from grader.cpus import default_jobs
+from grader.shards import Shard, ShardError
 from grader.cli import main
 from grader.output import files
 
@@ -134,7 +135,7 @@ def test_empty_jobs_is_the_default_and_bad_jobs_is_exit_2(tmp_path, capsys):
 def test_torch_threads_follow_the_cpus_the_task_may_use():
     # pinned to one CPU (what Slurm's binding or taskset does): one torch thread, not the machine's
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
-            "from grader.training.stage import cores; from grader.batch import default_jobs;"
+            "from grader.training.stage import cores; from grader.cpus import default_jobs;"
             "print(cores(), default_jobs())")
     got = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert got.stdout.split() == ["1", "1"]

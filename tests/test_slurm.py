@@ -209,7 +209,7 @@ def test_documented_array_with_a_killed_task_ends_with_the_full_gradebook():
         assert main([str(subs), "--out", str(one), "--no-train", "--quiet"]) == 0
         cluster.start()
         grade = root / "grade.sbatch"
-        from grader.batch import Shard
+        from grader.shards import Shard
         killed = next(i for i in range(3) if Shard(i, 3).owns("alice"))  # a task with students to lose
         grade.write_text(_adapt(_script("grade.sbatch"), _bn_grade(), hw, kill_task=killed))
         finish = root / "finish.sbatch"

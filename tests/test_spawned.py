@@ -17,13 +17,6 @@ from grader.sandbox import spawned, zygote
 
 
 @pytest.fixture(scope="module")
-def spawner():
-    s = spawned.Spawner()
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope="module")
 def grade_spawned(spawner, quick_rubric):
     from grader.grading import grade_file
 

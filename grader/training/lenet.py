@@ -209,7 +209,7 @@ def train(model, train_images, train_labels, val_images, val_labels, *, epochs, 
         order = torch.randperm(n, generator=gen).to(train_labels.device)
         # the loss summed in float64 on the device, as Python floats would (float32 loss widened,
         # times the batch size, added): read back only for the progress line and the epoch's mean
-        running = torch.zeros((), dtype=torch.float64, device=train_labels.device)
+        running = torch.zeros((), dtype=torch.float64, device=device if device is not None else train_images.device)
         seen = 0
         for step in range(steps):
             idx = order[step * batch_size:(step + 1) * batch_size]
@@ -219,8 +219,6 @@ def train(model, train_images, train_labels, val_images, val_labels, *, epochs, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if running.device != loss.device:
-                running = running.to(loss.device)
             running += loss.detach().double() * len(idx)
             seen += len(idx)
             if progress is not None and (step % 20 == 0 or step == steps - 1):
