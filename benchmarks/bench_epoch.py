@@ -10,8 +10,9 @@
              optimiser; per epoch the validation pass and the loss bookkeeping), get the trained
              state back and measure validation loss and test accuracy in the parent
              (Stage.run_student, wall clock, divided by the epochs)
-  no_bn, reference_bn   the baselines' runs as the stage trains them (Stage._train_here), one
-             after the other on all the job's cores
+  no_bn, reference_bn   the baselines' runs as the stage trains them (Stage._train_baselines:
+             on a CPU with two or more cores side by side, each on half of them), each run's
+             own training clock
 
     python benchmarks/bench_epoch.py [--data DIR] [--student FILE] [--limit N] [--repeat R]
 
@@ -28,11 +29,15 @@ import sys
 import time
 from pathlib import Path
 
-# as the grader's sandboxed workers run, and the peer too (a spinning OpenMP wait costs a loaded
-# 2-core machine more than it saves)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# the peer runs in the environment people run in; the grader's side waits as bn-grade does for
+# one submission (grader/cpus.py), set before torch loads here and in the sandbox's zygote
+PEER_ENV = dict(os.environ)
+from grader import cpus  # noqa: E402
+
+if "--peer-run" not in sys.argv:
+    os.environ.update(cpus.openmp_wait_env(exclusive=True))
 
 from grader.sandbox import zygote  # noqa: E402
 
@@ -91,7 +96,8 @@ def peer_epoch(argv):
     # in a fresh interpreter, as people run it: nothing the grader tunes in its own process
     # (lenet.steady_malloc) carries over to the peer
     import subprocess
-    got = subprocess.run([sys.executable, __file__, "--peer-run", *argv], capture_output=True, text=True)
+    got = subprocess.run([sys.executable, __file__, "--peer-run", *argv], capture_output=True, text=True,
+                         env=PEER_ENV)
     if got.returncode:
         sys.exit(f"the peer run failed:\n{got.stderr[-3000:]}")
     return float(got.stdout.split()[-1])
@@ -131,21 +137,12 @@ def student_epoch(stage, student, limits):
     return wall / stage.cfg.epochs, run.seconds / stage.cfg.epochs
 
 
-def baseline_epoch(stage, name):
-    if name == "no_bn":
-        norm = None
-    else:
-        try:  # what this tree's stage trains with
-            from reference.fused import FusedBatchNorm2d as BatchNorm2d
-        except ImportError:  # a tree from before the fused path (before/after comparisons)
-            from reference.batchnorm import BatchNorm2d
-
-        def norm(c, d):
-            return BatchNorm2d(c, d)
-    torch.set_num_threads(stage.threads)
-    t = time.perf_counter()
-    stage._train_here(name, norm)
-    return (time.perf_counter() - t) / stage.cfg.epochs
+def baseline_epochs(stage):
+    # as the stage trains them: side by side on half the cores each where the CPU has two or
+    # more, else one after the other; each run's own training clock, divided by the epochs
+    stage._baselines = None
+    runs = stage._train_baselines()
+    return {name: runs[name].seconds / stage.cfg.epochs for name in ("no_bn", "reference_bn")}
 
 
 def main():
@@ -190,8 +187,8 @@ def main():
         line = (f"repeat {r + 1}: peer {runs['peer'][-1]:6.2f} s   student run {wall:6.2f} s "
                 f"(training in the worker {inside:.2f} s)")
         if not a.skip_baselines:
-            for name in ("no_bn", "reference_bn"):
-                runs[name].append(baseline_epoch(stage, name))
+            for name, seconds in baseline_epochs(stage).items():
+                runs[name].append(seconds)
             line += f"   no_bn {runs['no_bn'][-1]:6.2f} s   reference_bn {runs['reference_bn'][-1]:6.2f} s"
         print(line + "   (s per epoch)", flush=True)
     med = {k: statistics.median(v) for k, v in runs.items() if v}

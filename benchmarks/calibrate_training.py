@@ -13,8 +13,11 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from grader import cpus  # noqa: E402
+
+os.environ.update(cpus.openmp_wait_env(exclusive=True))  # as the grader waits for one submission, before torch
 
 from grader import rubric as R  # noqa: E402
 from grader.grading import known_checks  # noqa: E402

@@ -18,9 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from grader import cpus  # noqa: E402
+
+os.environ.update(cpus.openmp_wait_env(exclusive=True))  # as the grader waits for one submission, before torch
 
 from grader.sandbox import zygote  # noqa: E402
 

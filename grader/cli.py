@@ -29,6 +29,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from grader import cpus
 from grader.errors import UsageError  # every error of bad input derives from it: one line, exit 2
 from grader.results import ExitStatus
 
@@ -307,7 +308,7 @@ def _batch(args, rubric, zyg, stage, lang):
 
     out = Path(args.out)
     shard = args.shard_obj
-    results = batch.run(Path(args.submission), out, rubric, zyg, jobs=args.jobs or batch.default_jobs(),
+    results = batch.run(Path(args.submission), out, rubric, zyg, jobs=args.jobs or cpus.default_jobs(),
                         shard=shard, regrade=args.regrade, stage=stage, lang=lang, log=batch.stderr_log(args.quiet))
     if shard is not None:
         # a shard never writes the class gradebook: it would show part of the class, and shards
@@ -406,10 +407,11 @@ def run(args) -> int:
               f"{len(matches)} similar pairs")
         return ExitStatus.OK
 
-    # Idle OpenMP threads sleep instead of spinning: on a busy machine (a class graded in
-    # parallel, a shared server) spinning threads slowed training 2-50x in measurements here.
-    # Read once, when torch loads its OpenMP runtime, so it must be set before the import.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # How idle OpenMP threads wait: a short spin where the grader's runs have the cores to
+    # themselves, sleeping at once where jobs share them (grader/cpus.py has the figures). Read
+    # once, when torch loads its OpenMP runtime: set before the import, and the sandbox's zygote
+    # is started with the same (sandbox/engine.py)
+    os.environ.update(cpus.openmp_wait_env(exclusive=not batch or args.jobs == 1))
     # the sandbox first: its zygote imports torch while this process does (grader/sandbox/zygote.py)
     from grader.sandbox import zygote
     # --prepare trains only the trusted baselines, here: no student code, so no sandbox to start

@@ -1,6 +1,7 @@
 """How many CPUs this process may use (grader process): the one answer for --jobs, for the
 sandboxed workers' torch threads and for the training stage's. A job array or a container gets
-this wrong most easily (docs/batch.md): os.cpu_count() counts the whole machine.
+this wrong most easily (docs/batch.md): os.cpu_count() counts the whole machine. Also how torch's
+idle OpenMP threads wait (openmp_wait_env), decided here before torch is imported anywhere.
 """
 from __future__ import annotations
 
@@ -80,3 +81,32 @@ def default_jobs(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("
     if quota is not None:
         n = min(n, max(1, math.ceil(quota - 1e-9)))
     return max(1, n)
+
+
+# How many times an idle thread of GNU libgomp (torch's OpenMP on Linux) checks for work before
+# it sleeps. LeNet-5 at batch 128 is hundreds of small operations per step, each a parallel
+# region: a thread that sleeps at once (OMP_WAIT_POLICY=PASSIVE) must be woken for every one,
+# and on 2 cores here a 2-thread epoch with a textbook BN layer took 13-15 s, slower than one
+# thread (10.5 s); spinning 20,000 times first, 8.2-8.3 s. libgomp's own default (300,000) is as
+# fast alone but ruinous when runs share the cores: two 2-thread runs side by side took 190-210 s
+# each, against 60 s with 20,000 and 13 s passive (docs/calibration.md, "OpenMP waits").
+SPIN_COUNT = "20000"
+OPENMP_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def openmp_wait_env(exclusive: bool, environ=None, platform: str | None = None) -> dict:
+    """The environment that says how idle OpenMP threads wait, for this process (set before torch
+    loads) and for the sandbox's zygote, which inherits the answer (sandbox/engine.py). A policy
+    already in the environment wins: the user's, or the one this process was started with.
+    exclusive: the grader's runs have the cores to themselves (one submission, or a class with
+    --jobs 1), so a short spin pays; otherwise (jobs side by side, where any spin is waste)
+    threads sleep at once. Only libgomp's spin is measured; LLVM's and Intel's OpenMP (macOS,
+    Windows) get the passive policy."""
+    environ = os.environ if environ is None else environ
+    platform = platform or sys.platform
+    given = {k: environ[k] for k in OPENMP_KEYS if k in environ}
+    if given:
+        return given
+    if exclusive and platform.startswith("linux"):
+        return {"GOMP_SPINCOUNT": SPIN_COUNT}
+    return {"OMP_WAIT_POLICY": "PASSIVE"}

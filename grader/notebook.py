@@ -191,7 +191,9 @@ def check(cls, *, pack=None, rubric: str | None = None, lang: str | None = None,
     terminal table. pack: a check pack (the student edition grades against one; the full edition
     may too); rubric: another rubric (with a pack, it must have the pack's seed)."""
     import os
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from grader import cpus
+    # the sandbox's zygote, started below, waits as a single submission's grader does
+    os.environ.update(cpus.openmp_wait_env(exclusive=True))
     text = gather(cls)
     from grader import grading, pack as pack_mod, rubric as rubric_mod
     try:

@@ -38,6 +38,19 @@ def grade(quick_rubric):
     return run
 
 
+@pytest.fixture(scope="session")
+def graded_once(grade):
+    # a file's result with the default (quick) rubric, graded once per session: test_corpus
+    # checks its verdict and test_pack compares the pack's verdict with the same result
+    done = {}
+
+    def get(path):
+        if path not in done:
+            done[path] = grade(path)
+        return done[path]
+    return get
+
+
 def write(tmp_path, name, text):
     p = tmp_path / name
     p.write_text(text)

@@ -66,8 +66,8 @@ def assert_verdict(path, result):
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_corpus_verdict(path, grade):
-    assert_verdict(path, grade(path))
+def test_corpus_verdict(path, graded_once):
+    assert_verdict(path, graded_once(path))
 
 
 @pytest.mark.parametrize("seed", OTHER_SEEDS)

@@ -54,9 +54,12 @@ LIGHT = ["grader.results", "grader.errors", "grader.rubric", "grader.intake", "g
          "grader.checks.mistakes", "grader.output", "grader.output.i18n", "grader.output.files",
          "grader.output.charts", "grader.output.html", "grader.output.text", "grader.output.terminal",
          "grader.output.gradescope", "grader.output.report", "grader.output.junit", "grader.output.github",
-         "grader.output.progress", "grader.shards", "grader.cli"]
+         "grader.output.progress", "grader.shards", "grader.cpus", "grader.cli"]
 # light modules that import a heavy one on purpose, inside a function: (importer, imported)
 LIGHT_LAZY = {
+    # off Linux the CPU count is torch's (no affinity to read); the OpenMP policy is decided
+    # before torch loads, so cpus.py itself must stay light
+    ("grader.cpus", "torch"),
     # the formulas' old names, for the tests and the full edition (mistakes.__getattr__)
     ("grader.checks.mistakes", "grader.checks.variants"),
     # cli.py imports the grading machinery once the arguments are known to be usable

@@ -166,7 +166,14 @@ def test_the_stage_says_how_long_it_will_take(tmp_path):
     _, st = _stage(tmp_path, root)
     e = st.estimate()
     assert e["runs"] == 3 and e["steps"] == -(-len(st.train_idx) // st.cfg.batch_size)
-    assert 0 < e["step_seconds"] < 10 and e["seconds"] >= e["runs"] * e["epochs"] * e["steps"] * e["step_seconds"]
+    one_run = e["epochs"] * e["steps"] * e["step_seconds"]
+    assert 0 < e["step_seconds"] < 10 and e["side_by_side"] == (st.threads >= 2)
+    # the student's run, then the baselines: side by side about one more run, else two more
+    assert e["seconds"] > (1 if e["side_by_side"] else 3) * one_run
+    threads, st.threads = st.threads, 1  # one core: three runs one after the other
+    e1 = st.estimate()
+    assert not e1["side_by_side"] and e1["seconds"] >= 3 * e1["epochs"] * e1["steps"] * e1["step_seconds"]
+    st.threads = threads
     out = io.StringIO()
     from grader.output.progress import Progress
     st.progress = Progress(stream=out, enabled=True)

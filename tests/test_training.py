@@ -194,11 +194,17 @@ def test_hang_during_training_fails_the_training_checks_only(tmp_path):
 
 @pytest.mark.parametrize("shape", [(8, 6, 5, 5), (16, 7), (4, 3, 2, 2)])
 @pytest.mark.parametrize("unbiased", [False, True])
-def test_fused_reference_path_is_the_same_formula(shape, unbiased):
-    # the baselines train the reference BN through torch's fused kernels; in float64 they must
-    # agree with the plain path the checks use: output, every gradient, the moving statistics
+@pytest.mark.parametrize("path", ["cpu", "device"])
+def test_fused_reference_path_is_the_same_formula(shape, unbiased, path, monkeypatch):
+    # the baselines train the reference BN through its fast step (on the CPU its own statistics
+    # and torch's inference and backward kernels; on a GPU torch's training kernel, run here on
+    # the CPU); in float64 both must agree with the plain path the checks use: output, every
+    # gradient, the moving statistics
+    from reference import fused as fused_mod
     from reference.batchnorm import BatchNorm2d
     from reference.fused import FusedBatchNorm2d
+    if path == "device":
+        monkeypatch.setattr(fused_mod, "train_step", fused_mod._device_step)
     gen = torch.Generator().manual_seed(0)
     plain = BatchNorm2d(shape[1], len(shape), unbiased_running_var=unbiased).double()
     fused = FusedBatchNorm2d(shape[1], len(shape), unbiased_running_var=unbiased).double()

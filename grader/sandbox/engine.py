@@ -28,6 +28,7 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 
+from grader import cpus
 from grader.errors import GraderError
 
 INSIDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inside")
@@ -155,8 +156,9 @@ def _zygote_cmd(ctrl_fd: int, isolate: bool, uid: int | None, runtime: str) -> l
 
 
 def _env() -> dict:
+    # how idle OpenMP threads wait: as the grader decided for itself (cli.py), else they sleep
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
-            "OMP_WAIT_POLICY": "PASSIVE", "PYTHONDONTWRITEBYTECODE": "1"}
+            "PYTHONDONTWRITEBYTECODE": "1", **cpus.openmp_wait_env(exclusive=False)}
 
 
 def _parents(dest: str, made: set) -> list:

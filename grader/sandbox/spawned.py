@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 
+from grader import cpus
 from grader.sandbox import engine
 from grader.sandbox.zygote import Exit, SandboxError, Session, read_source
 
@@ -72,7 +73,7 @@ def limits_text(platform: str = sys.platform, job: str = "") -> str:
 
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k.upper() in KEEP_ENV}
-    env.update({"OMP_WAIT_POLICY": "PASSIVE", "PYTHONDONTWRITEBYTECODE": "1"})
+    env.update({"PYTHONDONTWRITEBYTECODE": "1", **cpus.openmp_wait_env(exclusive=False)})
     return env
 
 

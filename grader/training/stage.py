@@ -169,10 +169,18 @@ class Stage:
         return run
 
     # ------------------------------------------------------------------ how long it will take
-    def step_seconds(self, steps: int = 3) -> float:
-        """One training step of LeNet-5 with the reference BN on this device, measured."""
-        if self.device == "cpu":
+    def step_seconds(self, steps: int = 3, threads: int | None = None) -> float:
+        """One training step of LeNet-5 with the reference BN on this device (on `threads` of
+        the CPU's, default the job's), measured."""
+        if self.device != "cpu":
+            return self._step_seconds(steps)
+        torch.set_num_threads(threads or self.threads)
+        try:
+            return self._step_seconds(steps)
+        finally:
             torch.set_num_threads(self.threads)
+
+    def _step_seconds(self, steps):
         c = self.cfg
         try:
             fast = _fused()
@@ -200,13 +208,22 @@ class Stage:
         c = self.cfg
         if cached is None:
             cached = self.baselines_cached()
-        runs = 1 if cached else 3
-        step = self.step_seconds()
         steps = math.ceil(len(self.train_idx) / c.batch_size)
         evals = math.ceil(len(self.val_idx) / c.batch_size) * c.epochs + math.ceil(
             len(self.data.test_labels) / c.batch_size)
-        seconds = runs * (c.epochs * steps * step + evals * step / 3)
-        return {"seconds": seconds, "runs": runs, "epochs": c.epochs, "steps": steps, "step_seconds": step}
+
+        def run(step):
+            return c.epochs * steps * step + evals * step / 3
+
+        step = self.step_seconds()
+        seconds = run(step)  # the student's run
+        if not cached and self._side_by_side():
+            # the two baselines side by side, each on half the cores: about one run at that many threads
+            seconds += run(self.step_seconds(threads=max(1, self.threads // 2)))
+        elif not cached:
+            seconds += 2 * run(step)
+        return {"seconds": seconds, "runs": 1 if cached else 3, "epochs": c.epochs, "steps": steps,
+                "step_seconds": step, "side_by_side": not cached and self._side_by_side()}
 
     def baselines_cached(self) -> bool:
         return self._baselines is not None or (self.cache_dir / f"baselines-{self.key()[:24]}.json").exists()
@@ -222,7 +239,8 @@ class Stage:
             return
         where = f"{self.device}, {self.threads} threads" if self.device == "cpu" else self.device
         self.progress.stream.write(
-            f"training stage: {e['runs']} run(s) x {e['epochs']} epoch(s) x {e['steps']} steps on {where}: "
+            f"training stage: {e['runs']} run(s) x {e['epochs']} epoch(s) x {e['steps']} steps on {where}"
+            + (" (the two baselines side by side)" if e["side_by_side"] else "") + ": "
             f"about {_clock(e['seconds'])}" + (" (shortened by --quick/--epochs: not the graded configuration)"
                                               if self.shortened else "") + "\n")
         self.progress.stream.flush()
