@@ -129,9 +129,13 @@ class _Recorder:
                 continue
             conn.settimeout(1)
             try:
-                self.requests.append(conn.recv(2048).split(b"\r\n")[0].decode("latin1"))
+                line = conn.recv(2048).split(b"\r\n")[0].decode("latin1")
+                # a connection closed before any request line names no destination: Chromium
+                # may open a spare connection to its proxy and close it unused (seen 2026-11-29)
+                if line:
+                    self.requests.append(line)
             except OSError:
-                self.requests.append("?")
+                self.requests.append("?")  # opened and kept silent: counted, as a fetch could be
             conn.close()
 
     def close(self):
