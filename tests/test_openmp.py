@@ -3,6 +3,7 @@ cores to themselves, sleeping at once where jobs share them, the user's own sett
 the grader decides before torch loads and the sandbox's zygote is started with the same."""
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -34,7 +35,7 @@ def bare_environ(monkeypatch):
     return env
 
 
-@pytest.mark.skipif(not cpus.sys.platform.startswith("linux"), reason="libgomp's spin is set on Linux only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libgomp's spin is set on Linux only")
 def test_one_submission_spins_and_a_class_in_parallel_sleeps(bare_environ, tmp_path, capsys):
     assert main([str(CORPUS / "correct_textbook.py"), "--no-train", "--quiet"]) == 0
     assert bare_environ.get("GOMP_SPINCOUNT") == cpus.SPIN_COUNT and "OMP_WAIT_POLICY" not in bare_environ
