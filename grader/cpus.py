@@ -87,9 +87,10 @@ def default_jobs(root: Path = Path("/sys/fs/cgroup"), proc_cgroup: Path = Path("
 # it sleeps. LeNet-5 at batch 128 is hundreds of small operations per step, each a parallel
 # region: a thread that sleeps at once (OMP_WAIT_POLICY=PASSIVE) must be woken for every one,
 # and on 2 cores here a 2-thread epoch with a textbook BN layer took 13-15 s, slower than one
-# thread (10.5 s); spinning 20,000 times first, 8.2-8.3 s. libgomp's own default (300,000) is as
-# fast alone but ruinous when runs share the cores: two 2-thread runs side by side took 190-210 s
-# each, against 60 s with 20,000 and 13 s passive (docs/calibration.md, "OpenMP waits").
+# thread (10.5 s); spinning 20,000 times first, 7-8 s. libgomp's own default (300,000) is as fast
+# alone but unpredictable when runs share the cores: two 2-thread runs side by side took 24-191 s
+# each from one try to the next, against 55-60 s with 20,000 and 13-15 s passive
+# (benchmarks/bench_openmp.py; docs/calibration.md, "OpenMP waits").
 SPIN_COUNT = "20000"
 OPENMP_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
