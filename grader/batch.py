@@ -14,7 +14,6 @@ Which shard a task is: shards.py; how many CPUs it may use: cpus.py (docs/batch.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile

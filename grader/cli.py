@@ -244,20 +244,18 @@ def _training_stage(args, rubric, lang="en"):
     # a cache made by --prepare is what the array's tasks read: they never download (compute
     # nodes seldom can, and eight tasks downloading into one folder at once would collide)
     prepared = (cache / data.PREPARED).exists() and not args.prepare
-    try:
-        dataset = data.load(args.data, cache, download=not (args.no_download or prepared))
-        progress = Progress(enabled=False if args.quiet else None, lang=lang)
-        from grader.training.stage import adjusted
-        cfg = adjusted(rubric.training, args.epochs, args.quick)
-        if getattr(args, "oracle", None) is not None:
-            from grader.training.packed import PackStage  # the baselines come from the pack
-            stage = PackStage(cfg, dataset, cache, progress, args.oracle.pack)
-        else:
-            stage = Stage(cfg, dataset, cache, progress)
-        stage.shortened = cfg != rubric.training
-        return stage
-    except data.DataError as e:
-        raise UsageError(str(e)) from None
+    # a DataError is a UsageError: one line and exit 2 (main)
+    dataset = data.load(args.data, cache, download=not (args.no_download or prepared))
+    progress = Progress(enabled=False if args.quiet else None, lang=lang)
+    from grader.training.stage import adjusted
+    cfg = adjusted(rubric.training, args.epochs, args.quick)
+    if getattr(args, "oracle", None) is not None:
+        from grader.training.packed import PackStage  # the baselines come from the pack
+        stage = PackStage(cfg, dataset, cache, progress, args.oracle.pack)
+    else:
+        stage = Stage(cfg, dataset, cache, progress)
+    stage.shortened = cfg != rubric.training
+    return stage
 
 
 def _write_outputs(result, args, lang):

@@ -19,7 +19,6 @@ from grader.output.i18n import PACK_LEAD, SKIPPED
 from grader.results import CheckOutcome, ScoredCheck
 
 NO_TRAIN = SKIPPED["no_train"]["en"]
-PACK_PREFIX = PACK_LEAD
 # what a check's declaration says when this machine cannot run it (checks/registry.py `needs`)
 MACHINE = frozenset(text["en"] for code, text in SKIPPED.items() if code != "no_train")
 
@@ -29,7 +28,7 @@ def left_out_kind(why: str) -> str | None:
     none of them (then the check counts, as failed)."""
     if why == NO_TRAIN:
         return "no_train"
-    if why.startswith(PACK_PREFIX):
+    if why.startswith(PACK_LEAD):
         return "pack"
     if why in MACHINE:
         return "machine"

@@ -10,7 +10,7 @@ kernel in it would be flagged). tests/test_training.py holds the two paths equal
 import torch
 import torch.nn.functional as F
 
-from reference.batchnorm import BatchNorm2d, count, reduce_dims
+from reference.batchnorm import BatchNorm2d, count, decay, reduce_dims
 
 
 class _CpuStep(torch.autograd.Function):
@@ -69,8 +69,6 @@ class FusedBatchNorm2d(BatchNorm2d):
         with torch.no_grad():
             n = count(X)
             stored = var * n / (n - 1) if self.unbiased_running_var else var
-            # decay() in place: m * moving + (1 - m) * stat, two operations instead of four
-            m = self.momentum
-            self.moving_mean.mul_(m).add_(mean, alpha=1.0 - m)
-            self.moving_var.mul_(m).add_(stored, alpha=1.0 - m)
+            self.moving_mean.copy_(decay(self.moving_mean, mean, self.momentum))
+            self.moving_var.copy_(decay(self.moving_var, stored, self.momentum))
         return Y

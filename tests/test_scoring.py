@@ -89,7 +89,7 @@ def test_a_check_the_pack_cannot_answer_is_left_out_and_said_in_chinese(rubric):
     other = ask({k: (v + 1 if hasattr(v, "dtype") and v.dtype.is_floating_point else v) for k, v in stored.items()}
                 if isinstance(stored, dict) else stored)
     for o in (missing, other):
-        assert o.passed is None and o.skipped.startswith(scoring.PACK_PREFIX), o
+        assert o.passed is None and o.skipped.startswith(scoring.PACK_LEAD), o
         zh = skipped(o.skipped, "zh")
         assert "cannot be checked" not in zh and zh.startswith("无法用此检查包检查")
         assert "holds no" not in zh and "differ from" not in zh  # the detail is translated too

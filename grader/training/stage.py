@@ -217,13 +217,14 @@ class Stage:
 
         step = self.step_seconds()
         seconds = run(step)  # the student's run
-        if not cached and self._side_by_side():
+        side = not cached and self._side_by_side()
+        if side:
             # the two baselines side by side, each on half the cores: about one run at that many threads
             seconds += run(self.step_seconds(threads=max(1, self.threads // 2)))
         elif not cached:
             seconds += 2 * run(step)
         return {"seconds": seconds, "runs": 1 if cached else 3, "epochs": c.epochs, "steps": steps,
-                "step_seconds": step, "side_by_side": not cached and self._side_by_side()}
+                "step_seconds": step, "side_by_side": side}
 
     def baselines_cached(self) -> bool:
         return self._baselines is not None or (self.cache_dir / f"baselines-{self.key()[:24]}.json").exists()
